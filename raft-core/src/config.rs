@@ -153,6 +153,9 @@ pub enum ConfigError {
     /// A size or count limit is zero.
     #[error("message, in-flight, apply and snapshot limits must be non-zero")]
     ZeroLimit,
+    /// The persisted state handed to `Raft::restore` contradicts itself.
+    #[error("inconsistent persisted state: {0}")]
+    InconsistentState(String),
     /// Lease reads are only safe with check-quorum.
     #[error("lease_read requires check_quorum")]
     LeaseWithoutCheckQuorum,

@@ -11,8 +11,10 @@
 
 pub mod codec;
 pub mod config;
+mod log;
 pub mod membership;
 pub mod message;
+pub mod raft;
 pub mod ready;
 pub mod rng;
 pub mod transport;
@@ -22,6 +24,9 @@ pub use config::{Config, ConfigError};
 pub use membership::{Membership, MembershipError};
 pub use message::{
     Body, ConfChange, ConfChangeStep, Entry, EntryKind, Message, Snapshot, SnapshotMeta,
+};
+pub use raft::{
+    CompactError, PeerProgress, ProgressState, ProposeError, Raft, Status, StepError, TransferError,
 };
 pub use ready::{InitialState, ReadState, Ready};
 pub use transport::{PeerStats, SendError, Transport};
