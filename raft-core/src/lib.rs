@@ -79,6 +79,9 @@ pub mod rng;
 pub mod transport;
 pub mod types;
 
+#[cfg(test)]
+mod tidy;
+
 pub use config::{Config, ConfigError};
 pub use membership::{Membership, MembershipError};
 pub use message::{
