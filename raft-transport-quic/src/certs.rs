@@ -14,8 +14,8 @@
 
 use raft_core::NodeId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
@@ -316,7 +316,12 @@ impl NodeTls {
     /// certificate(s) to trust, this node's certificate chain (end entity
     /// first) and its private key. Fails if the certificate is not bound to
     /// `id`, so a misplaced file is caught at startup rather than by peers.
-    pub fn from_pem(id: NodeId, ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Result<NodeTls, CertError> {
+    pub fn from_pem(
+        id: NodeId,
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<NodeTls, CertError> {
         Self::build(
             id,
             parse_certs("CA certificate PEM", ca_pem)?,
@@ -395,15 +400,37 @@ mod tests {
         let ca = DevCa::generate().unwrap();
         let pem = ca.issue(NodeId(1)).unwrap();
         let ca_pem = ca.cert_pem();
-        assert!(NodeTls::from_pem(NodeId(1), ca_pem.as_bytes(), pem.cert_pem.as_bytes(), pem.key_pem.as_bytes()).is_ok());
-        let err = NodeTls::from_pem(NodeId(2), ca_pem.as_bytes(), pem.cert_pem.as_bytes(), pem.key_pem.as_bytes()).unwrap_err();
+        assert!(NodeTls::from_pem(
+            NodeId(1),
+            ca_pem.as_bytes(),
+            pem.cert_pem.as_bytes(),
+            pem.key_pem.as_bytes()
+        )
+        .is_ok());
+        let err = NodeTls::from_pem(
+            NodeId(2),
+            ca_pem.as_bytes(),
+            pem.cert_pem.as_bytes(),
+            pem.key_pem.as_bytes(),
+        )
+        .unwrap_err();
         assert!(matches!(err, CertError::WrongNode { .. }), "{err}");
-        let err = NodeTls::from_pem(NodeId(1), b"junk", pem.cert_pem.as_bytes(), pem.key_pem.as_bytes()).unwrap_err();
+        let err = NodeTls::from_pem(
+            NodeId(1),
+            b"junk",
+            pem.cert_pem.as_bytes(),
+            pem.key_pem.as_bytes(),
+        )
+        .unwrap_err();
         assert!(matches!(err, CertError::Pem { .. }), "{err}");
     }
 
     /// Runs a TLS handshake in memory; Ok when both sides accept.
-    fn handshake(client: &NodeTls, server: &NodeTls, server_id: NodeId) -> Result<(), rustls::Error> {
+    fn handshake(
+        client: &NodeTls,
+        server: &NodeTls,
+        server_id: NodeId,
+    ) -> Result<(), rustls::Error> {
         let name = ServerName::try_from(node_server_name(server_id)).unwrap();
         let mut c = rustls::ClientConnection::new(client.client.clone(), name)?;
         let mut s = rustls::ServerConnection::new(server.server.clone())?;
@@ -434,7 +461,13 @@ mod tests {
         // A client whose certificate another CA issued is refused by the
         // server even though the client trusts the server.
         let rogue = DevCa::generate().unwrap().issue(NodeId(1)).unwrap();
-        let stranger = NodeTls::from_pem(NodeId(1), ca.cert_pem().as_bytes(), rogue.cert_pem.as_bytes(), rogue.key_pem.as_bytes()).unwrap();
+        let stranger = NodeTls::from_pem(
+            NodeId(1),
+            ca.cert_pem().as_bytes(),
+            rogue.cert_pem.as_bytes(),
+            rogue.key_pem.as_bytes(),
+        )
+        .unwrap();
         let err = handshake(&stranger, &b, NodeId(2)).unwrap_err();
         assert!(err.to_string().contains("certificate"), "{err}");
     }
@@ -458,10 +491,23 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.join("node-1.key")).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "private keys must not be readable by others");
+            let mode = fs::metadata(dir.join("node-1.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "private keys must not be readable by others"
+            );
         }
-        let err = NodeTls::load(NodeId(3), &dir.join("ca.pem"), &dir.join("node-3.pem"), &dir.join("node-3.key")).unwrap_err();
+        let err = NodeTls::load(
+            NodeId(3),
+            &dir.join("ca.pem"),
+            &dir.join("node-3.pem"),
+            &dir.join("node-3.key"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("node-3.pem"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -74,10 +74,15 @@ impl QuicConfig {
             return Err("node id 0 is reserved".into());
         }
         if self.max_frame_size == 0 || self.max_frame_size > u32::MAX as usize {
-            return Err(format!("max_frame_size must be between 1 and {} bytes", u32::MAX));
+            return Err(format!(
+                "max_frame_size must be between 1 and {} bytes",
+                u32::MAX
+            ));
         }
         if self.queue_capacity == 0 || self.queue_bytes == 0 || self.inbound_buffer_bytes == 0 {
-            return Err("queue_capacity, queue_bytes and inbound_buffer_bytes must be positive".into());
+            return Err(
+                "queue_capacity, queue_bytes and inbound_buffer_bytes must be positive".into(),
+            );
         }
         if self.keepalive_interval.is_zero() || self.idle_timeout <= self.keepalive_interval {
             return Err("idle_timeout must exceed a positive keepalive_interval".into());

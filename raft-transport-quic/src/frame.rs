@@ -71,7 +71,10 @@ pub fn decode_frame(buf: &[u8], max_frame: usize) -> Result<Decoded, FrameError>
     len_bytes.copy_from_slice(header);
     let len = u32::from_be_bytes(len_bytes) as usize;
     if len > max_frame {
-        return Err(FrameError::TooLarge { len, max: max_frame });
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame,
+        });
     }
     let total = HEADER_LEN + len;
     let Some(body) = buf.get(HEADER_LEN..total) else {
@@ -119,17 +122,29 @@ mod tests {
         let f = encode_frame(&m, DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(
             decode_frame(&f, DEFAULT_MAX_FRAME),
-            Ok(Decoded::Message { msg: m.clone(), consumed: f.len() })
+            Ok(Decoded::Message {
+                msg: m.clone(),
+                consumed: f.len()
+            })
         );
         for cut in 0..f.len() {
-            assert!(matches!(decode_frame(&f[..cut], DEFAULT_MAX_FRAME), Ok(Decoded::Incomplete { .. })));
+            assert!(matches!(
+                decode_frame(&f[..cut], DEFAULT_MAX_FRAME),
+                Ok(Decoded::Incomplete { .. })
+            ));
         }
         assert!(encode_frame(&m, f.len() - HEADER_LEN - 1).is_err());
         assert_eq!(
             decode_frame(&[0, 0, 0, 9], 8),
             Err(FrameError::TooLarge { len: 9, max: 8 })
         );
-        assert!(matches!(decode_frame(&[0, 0, 0, 2, 0xff, 0xff], 8), Err(FrameError::Codec(_))));
-        assert_eq!(decode_frame(&[0, 0, 0, 0], 8), Ok(Decoded::Empty { consumed: 4 }));
+        assert!(matches!(
+            decode_frame(&[0, 0, 0, 2, 0xff, 0xff], 8),
+            Err(FrameError::Codec(_))
+        ));
+        assert_eq!(
+            decode_frame(&[0, 0, 0, 0], 8),
+            Ok(Decoded::Empty { consumed: 4 })
+        );
     }
 }

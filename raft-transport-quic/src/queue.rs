@@ -80,7 +80,9 @@ impl LaneQueue {
                 return Err(PushError::Closed);
             }
             let empty = s.frames.is_empty();
-            if s.frames.len() >= self.max_messages || (!empty && s.bytes + frame.len() > self.max_bytes) {
+            if s.frames.len() >= self.max_messages
+                || (!empty && s.bytes + frame.len() > self.max_bytes)
+            {
                 return Err(PushError::Full);
             }
             s.bytes += frame.len();

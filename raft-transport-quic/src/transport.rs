@@ -74,7 +74,10 @@ struct Shared {
 
 impl Shared {
     fn is_known(&self, id: NodeId) -> bool {
-        self.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id)
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
     }
 
     fn inbound_map(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, (u64, AbortHandle)>> {
@@ -119,7 +122,10 @@ impl std::fmt::Debug for QuicTransport {
     }
 }
 
-fn transport_config(cfg: &QuicConfig, accepting: bool) -> Result<quinn::TransportConfig, QuicError> {
+fn transport_config(
+    cfg: &QuicConfig,
+    accepting: bool,
+) -> Result<quinn::TransportConfig, QuicError> {
     let mut tc = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(cfg.idle_timeout)
         .map_err(|e| QuicError::Config(format!("idle_timeout: {e}")))?;
@@ -135,6 +141,12 @@ fn transport_config(cfg: &QuicConfig, accepting: bool) -> Result<quinn::Transpor
         tc.max_concurrent_bidi_streams(0u32.into());
         tc.max_concurrent_uni_streams(0u32.into());
     }
+    // Probe for paths with large MTUs (jumbo frames, loopback): fewer,
+    // larger datagrams cut per-packet cost; on ordinary paths the probes
+    // fail and the default size stays.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(u16::MAX);
+    tc.mtu_discovery_config(Some(mtu));
     tc.stream_receive_window(VarInt::from_u32(16 * 1024 * 1024));
     tc.receive_window(VarInt::from_u32(48 * 1024 * 1024));
     tc.send_window(48 * 1024 * 1024);
@@ -163,7 +175,9 @@ impl QuicTransport {
             .local_addr()
             .map_err(|source| QuicError::Bind { addr, source })?;
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
-        let budget = Arc::new(Semaphore::new(cfg.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS)));
+        let budget = Arc::new(Semaphore::new(
+            cfg.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS),
+        ));
         let node_id = cfg.node_id;
         let shared = Arc::new(Shared {
             cfg,
@@ -214,7 +228,11 @@ impl Transport for QuicTransport {
                 return Err(SendError::TooLarge { size, limit });
             }
         };
-        let lane = if msg.body.is_bulk() { &out.bulk } else { &out.normal };
+        let lane = if msg.body.is_bulk() {
+            &out.bulk
+        } else {
+            &out.normal
+        };
         match lane.push(frame) {
             Ok(()) => Ok(()),
             Err(PushError::Full) => {
@@ -237,7 +255,8 @@ impl Transport for QuicTransport {
             // dropped, and a batch moves into `pending` without awaiting.
             let batch = self.inbound_rx.as_mut()?.recv().await?;
             let from = batch.from;
-            self.pending.extend(batch.msgs.into_iter().map(|m| (from, m)));
+            self.pending
+                .extend(batch.msgs.into_iter().map(|m| (from, m)));
         }
     }
 
@@ -249,7 +268,11 @@ impl Transport for QuicTransport {
             warn!(node = %self.node_id, peer = %id, "ignoring add_peer for this node's own or the reserved id");
             return;
         }
-        shared.known.write().unwrap_or_else(|e| e.into_inner()).insert(id);
+        shared
+            .known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
         let counters = match self.peers.get(&id) {
             Some(out) if out.addr == addr => return,
             Some(out) => out.counters.clone(),
@@ -283,7 +306,11 @@ impl Transport for QuicTransport {
         let Some(shared) = &self.shared else {
             return;
         };
-        shared.known.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        shared
+            .known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         if let Some(out) = self.peers.remove(&id) {
             out.close();
         }
@@ -316,7 +343,9 @@ impl Transport for QuicTransport {
         }
         self.inbound_rx = None;
         self.pending.clear();
-        shared.endpoint.close(VarInt::from_u32(CLOSE_DONE), b"shutting down");
+        shared
+            .endpoint
+            .close(VarInt::from_u32(CLOSE_DONE), b"shutting down");
         // Closing connections tell their peers; wait briefly for that, then
         // let go of the endpoint so its driver releases the socket.
         let _ = timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
@@ -350,7 +379,9 @@ impl Drop for QuicTransport {
             out.close();
         }
         if let Some(shared) = &self.shared {
-            shared.endpoint.close(VarInt::from_u32(CLOSE_DONE), b"shutting down");
+            shared
+                .endpoint
+                .close(VarInt::from_u32(CLOSE_DONE), b"shutting down");
         }
     }
 }
@@ -380,7 +411,11 @@ async fn run_outbound(
     counters: Arc<Counters>,
 ) {
     let cfg = &shared.cfg;
-    let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max, cfg.node_id.0.rotate_left(32) ^ peer.0);
+    let mut backoff = Backoff::new(
+        cfg.backoff_initial,
+        cfg.backoff_max,
+        cfg.node_id.0.rotate_left(32) ^ peer.0,
+    );
     loop {
         while normal.is_empty() && bulk.is_empty() {
             if normal.is_closed() {
@@ -436,13 +471,26 @@ fn peer_cert(conn: &Connection) -> Option<CertificateDer<'static>> {
         .next()
 }
 
-async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(Connection, SendStream), DialError> {
+async fn dial(
+    shared: &Shared,
+    peer: NodeId,
+    addr: &str,
+) -> Result<(Connection, SendStream), DialError> {
     let cfg = &shared.cfg;
     let sock = tokio::net::lookup_host(addr)
         .await
         .map_err(|e| DialError::Failed(format!("cannot resolve {addr}: {e}")))?
-        .find(|a| a.is_ipv4() == shared.endpoint.local_addr().map(|l| l.is_ipv4()).unwrap_or(true))
-        .ok_or_else(|| DialError::Failed(format!("{addr} has no address of this endpoint's family")))?;
+        .find(|a| {
+            a.is_ipv4()
+                == shared
+                    .endpoint
+                    .local_addr()
+                    .map(|l| l.is_ipv4())
+                    .unwrap_or(true)
+        })
+        .ok_or_else(|| {
+            DialError::Failed(format!("{addr} has no address of this endpoint's family"))
+        })?;
     let connecting = shared
         .endpoint
         .connect(sock, &node_server_name(peer))
@@ -453,7 +501,8 @@ async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(Connection, 
         }
         other => DialError::Failed(other.to_string()),
     })?;
-    let cert = peer_cert(&conn).ok_or_else(|| DialError::Refused("peer presented no certificate".into()))?;
+    let cert = peer_cert(&conn)
+        .ok_or_else(|| DialError::Refused("peer presented no certificate".into()))?;
     check_node_id(&cert, peer).map_err(DialError::Refused)?;
     let (mut send, mut recv) = conn
         .open_bi()
@@ -471,13 +520,20 @@ async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(Connection, 
     let hs = Handshake::decode(&theirs).map_err(|e| DialError::Refused(e.to_string()))?;
     hs.check(cfg.cluster_id).map_err(DialError::Refused)?;
     if hs.node_id != peer {
-        return Err(DialError::Refused(format!("dialed node {peer} but node {} answered", hs.node_id)));
+        return Err(DialError::Refused(format!(
+            "dialed node {peer} but node {} answered",
+            hs.node_id
+        )));
     }
     Ok((conn, send))
 }
 
 /// Writes `data` fully, giving up if the peer accepts nothing for `idle`.
-async fn write_all_within(s: &mut SendStream, mut data: &[u8], idle: Duration) -> Result<(), String> {
+async fn write_all_within(
+    s: &mut SendStream,
+    mut data: &[u8],
+    idle: Duration,
+) -> Result<(), String> {
     while !data.is_empty() {
         match timeout(idle, s.write(data)).await {
             Err(_) => return Err(format!("peer accepted no data for {idle:?}")),
@@ -612,8 +668,12 @@ async fn accept_loop(shared: Arc<Shared>) {
 
 fn refuse(remote: SocketAddr, claimed: Option<NodeId>, reason: &str) {
     match claimed {
-        Some(id) => warn!(remote = %remote, claimed_id = %id, reason = %reason, direction = "inbound", "connection refused"),
-        None => warn!(remote = %remote, claimed_id = "none", reason = %reason, direction = "inbound", "connection refused"),
+        Some(id) => {
+            warn!(remote = %remote, claimed_id = %id, reason = %reason, direction = "inbound", "connection refused")
+        }
+        None => {
+            warn!(remote = %remote, claimed_id = "none", reason = %reason, direction = "inbound", "connection refused")
+        }
     }
 }
 
@@ -656,11 +716,18 @@ async fn serve_incoming(shared: Arc<Shared>, incoming: quinn::Incoming, conn_id:
     let cfg = &shared.cfg;
     let remote = incoming.remote_address();
     let conn = match timeout(cfg.handshake_timeout, incoming).await {
-        Err(_) => return refuse(remote, None, "no TLS handshake within the handshake timeout"),
+        Err(_) => {
+            return refuse(
+                remote,
+                None,
+                "no TLS handshake within the handshake timeout",
+            )
+        }
         Ok(Err(e)) => return refuse(remote, None, &format!("TLS handshake failed: {e}")),
         Ok(Ok(c)) => c,
     };
-    let (peer, recv) = match timeout(cfg.handshake_timeout, accept_handshake(&shared, &conn)).await {
+    let (peer, recv) = match timeout(cfg.handshake_timeout, accept_handshake(&shared, &conn)).await
+    {
         Err(_) => {
             conn.close(VarInt::from_u32(CLOSE_REFUSED), b"no handshake");
             return refuse(remote, None, "no handshake within the handshake timeout");
@@ -673,15 +740,25 @@ async fn serve_incoming(shared: Arc<Shared>, incoming: quinn::Incoming, conn_id:
     };
     info!(peer = %peer, addr = %remote, direction = "inbound", "connection established");
 
-    let me = tokio::spawn(read_connection(shared.clone(), conn.clone(), recv, peer, remote));
+    let me = tokio::spawn(read_connection(
+        shared.clone(),
+        conn.clone(),
+        recv,
+        peer,
+        remote,
+    ));
     let _guard = AbortOnDrop(me.abort_handle());
-    let previous = shared.inbound_map().insert(peer, (conn_id, me.abort_handle()));
+    let previous = shared
+        .inbound_map()
+        .insert(peer, (conn_id, me.abort_handle()));
     if let Some((_, old)) = previous {
         old.abort();
     }
     let reason = match me.await {
         Ok(reason) => reason,
-        Err(e) if e.is_cancelled() => "closed by this node (peer removed, reconnected or shut down)".to_string(),
+        Err(e) if e.is_cancelled() => {
+            "closed by this node (peer removed, reconnected or shut down)".to_string()
+        }
         Err(e) => format!("reader failed: {e}"),
     };
     conn.close(VarInt::from_u32(CLOSE_DONE), b"");
@@ -741,7 +818,10 @@ async fn read_lane(
     let cfg = &shared.cfg;
     let me = cfg.node_id;
     let max = cfg.max_frame_size;
-    let total_budget = cfg.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+    let total_budget = cfg
+        .inbound_buffer_bytes
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
     let mut buf = BytesMut::new();
     let violation = |reason: String| {
         refuse(remote, Some(peer), &reason);
@@ -764,7 +844,10 @@ async fn read_lane(
                         ));
                     }
                     if msg.to != me {
-                        return violation(format!("message addressed to node {} arrived at node {me}", msg.to));
+                        return violation(format!(
+                            "message addressed to node {} arrived at node {me}",
+                            msg.to
+                        ));
                     }
                     bytes += consumed;
                     msgs.push(msg);
@@ -800,7 +883,12 @@ async fn read_lane(
                 return if buf.is_empty() {
                     STREAM_DONE.to_string()
                 } else {
-                    violation(FrameError::Truncated { buffered: buf.len() }.to_string())
+                    violation(
+                        FrameError::Truncated {
+                            buffered: buf.len(),
+                        }
+                        .to_string(),
+                    )
                 };
             }
             Err(e) => return format!("read failed: {e}"),

@@ -31,17 +31,30 @@ fn append(payload: usize, i: u64) -> Message {
 }
 
 async fn run(payload: usize, count: u64) -> (Duration, usize) {
-    let mut cfg1 = TcpConfig::new(NodeId(1), 7, "127.0.0.1:0".parse().unwrap());
+    let mut cfg1 = TcpConfig::new(
+        NodeId(1),
+        7,
+        "127.0.0.1:0".parse().expect("loopback benchmark setup"),
+    );
     cfg1.queue_capacity = 1 << 16;
-    let cfg2 = TcpConfig::new(NodeId(2), 7, "127.0.0.1:0".parse().unwrap());
-    let mut a = TcpTransport::bind(cfg1).await.unwrap();
-    let mut b = TcpTransport::bind(cfg2).await.unwrap();
+    let cfg2 = TcpConfig::new(
+        NodeId(2),
+        7,
+        "127.0.0.1:0".parse().expect("loopback benchmark setup"),
+    );
+    let mut a = TcpTransport::bind(cfg1)
+        .await
+        .expect("loopback benchmark setup");
+    let mut b = TcpTransport::bind(cfg2)
+        .await
+        .expect("loopback benchmark setup");
     a.add_peer(NodeId(2), b.local_addr().to_string());
     b.add_peer(NodeId(1), a.local_addr().to_string());
     let frame_len = raft_core::codec::encode(&append(payload, 0)).len() + 4;
     // Warm up: establish the connection before timing.
-    a.send(append(payload, 0)).unwrap();
-    b.recv().await.unwrap();
+    a.send(append(payload, 0))
+        .expect("loopback benchmark setup");
+    b.recv().await.expect("loopback benchmark setup");
 
     let template = append(payload, 1);
     let start = Instant::now();
@@ -73,8 +86,11 @@ fn main() {
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    for (label, payload, count) in [("small (~100 B)", 40usize, 2_000_000u64), ("1 MiB", 1 << 20, 1000)] {
+        .expect("loopback benchmark setup");
+    for (label, payload, count) in [
+        ("small (~100 B)", 83usize, 2_000_000u64),
+        ("1 MiB", 1 << 20, 1000),
+    ] {
         let mut rates = Vec::new();
         for _ in 0..3 {
             let (elapsed, frame_len) = rt.block_on(run(payload, count));

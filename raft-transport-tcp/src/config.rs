@@ -130,7 +130,9 @@ impl TcpConfig {
             ));
         }
         if self.queue_capacity == 0 || self.queue_bytes == 0 || self.inbound_buffer_bytes == 0 {
-            return Err("queue_capacity, queue_bytes and inbound_buffer_bytes must be positive".into());
+            return Err(
+                "queue_capacity, queue_bytes and inbound_buffer_bytes must be positive".into(),
+            );
         }
         if self.keepalive_interval.is_zero() || self.idle_timeout <= self.keepalive_interval {
             return Err("idle_timeout must exceed a positive keepalive_interval".into());

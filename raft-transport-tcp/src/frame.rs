@@ -116,7 +116,11 @@ pub fn check_end_of_stream(buf: &[u8]) -> Result<(), FrameError> {
 /// Appends the frame of `msg` to `out`, or leaves `out` as it was and
 /// returns [`FrameError::TooLarge`] if the message exceeds `max_frame`
 /// (which is itself capped at `u32::MAX`).
-pub fn encode_frame_into(msg: &Message, max_frame: usize, out: &mut Vec<u8>) -> Result<(), FrameError> {
+pub fn encode_frame_into(
+    msg: &Message,
+    max_frame: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
     codec::encode_into(msg, out);
@@ -162,7 +166,8 @@ mod tests {
     fn round_trip_and_keepalive() {
         let mut buf = encode_frame(&hb(1), DEFAULT_MAX_FRAME).unwrap();
         buf.extend_from_slice(&KEEPALIVE);
-        let Decoded::Message { msg, consumed } = decode_frame(&buf, DEFAULT_MAX_FRAME).unwrap() else {
+        let Decoded::Message { msg, consumed } = decode_frame(&buf, DEFAULT_MAX_FRAME).unwrap()
+        else {
             panic!("expected a message")
         };
         assert_eq!(msg, hb(1));
@@ -177,7 +182,10 @@ mod tests {
         let buf = 1025u32.to_be_bytes();
         assert_eq!(
             decode_frame(&buf, 1024),
-            Err(FrameError::TooLarge { len: 1025, max: 1024 })
+            Err(FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            })
         );
         assert_eq!(
             decode_frame(&1024u32.to_be_bytes(), 1024),
@@ -194,7 +202,11 @@ mod tests {
             encode_frame_into(&hb(1), body_len - 1, &mut out),
             Err(FrameError::TooLarge { .. })
         ));
-        assert_eq!(out, vec![7u8], "a refused frame leaves the buffer untouched");
+        assert_eq!(
+            out,
+            vec![7u8],
+            "a refused frame leaves the buffer untouched"
+        );
         encode_frame_into(&hb(1), body_len, &mut out).unwrap();
         assert_eq!(&out[1..], &frame[..]);
     }

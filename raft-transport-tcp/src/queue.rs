@@ -154,9 +154,17 @@ mod tests {
         let q = PeerQueue::new(3, 10);
         assert_eq!(q.push(vec![0; 4], false), Ok(()));
         assert_eq!(q.push(vec![0; 4], false), Ok(()));
-        assert_eq!(q.push(vec![0; 4], false), Err(PushError::Full), "byte bound");
+        assert_eq!(
+            q.push(vec![0; 4], false),
+            Err(PushError::Full),
+            "byte bound"
+        );
         assert_eq!(q.push(vec![0; 2], true), Ok(()));
-        assert_eq!(q.push(vec![0; 0], false), Err(PushError::Full), "count bound");
+        assert_eq!(
+            q.push(vec![0; 0], false),
+            Err(PushError::Full),
+            "count bound"
+        );
         let mut out = Vec::new();
         assert!(q.take(&mut out));
         assert_eq!(out.len(), 3);

@@ -77,7 +77,10 @@ struct Shared {
 
 impl Shared {
     fn is_known(&self, id: NodeId) -> bool {
-        self.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id)
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
     }
 
     fn inbound_map(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, (u64, AbortHandle)>> {
@@ -239,7 +242,8 @@ impl Transport for TcpTransport {
             // and a batch is moved into `pending` before anything else awaits.
             let batch = self.inbound_rx.as_mut()?.recv().await?;
             let from = batch.from;
-            self.pending.extend(batch.msgs.into_iter().map(|m| (from, m)));
+            self.pending
+                .extend(batch.msgs.into_iter().map(|m| (from, m)));
         }
     }
 
@@ -389,7 +393,12 @@ enum DialError {
 async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(BoxRead, BoxWrite), DialError> {
     let cfg = &shared.cfg;
     let tcp = match timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(DialError::Failed(format!("connect timed out after {:?}", cfg.connect_timeout))),
+        Err(_) => {
+            return Err(DialError::Failed(format!(
+                "connect timed out after {:?}",
+                cfg.connect_timeout
+            )))
+        }
         Ok(Err(e)) => return Err(DialError::Failed(e.to_string())),
         Ok(Ok(s)) => s,
     };
@@ -399,9 +408,12 @@ async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(BoxRead, Box
     match &cfg.tls {
         None => {
             let mut tcp = tcp;
-            timeout(cfg.handshake_timeout, client_handshake(&mut tcp, &ours, shared, peer))
-                .await
-                .map_err(|_| DialError::Failed("handshake timed out".into()))??;
+            timeout(
+                cfg.handshake_timeout,
+                client_handshake(&mut tcp, &ours, shared, peer),
+            )
+            .await
+            .map_err(|_| DialError::Failed("handshake timed out".into()))??;
             let (r, w) = tcp.into_split();
             Ok((Box::new(r), Box::new(w)))
         }
@@ -451,13 +463,15 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             return Err(DialError::Refused(
-                "peer closed the connection during the handshake (it refused ours; see its log)".into(),
+                "peer closed the connection during the handshake (it refused ours; see its log)"
+                    .into(),
             ))
         }
         Err(e) => return Err(DialError::Failed(format!("reading handshake: {e}"))),
     }
     let hs = Handshake::decode(&theirs).map_err(|e| DialError::Refused(e.to_string()))?;
-    hs.check(shared.cfg.cluster_id).map_err(DialError::Refused)?;
+    hs.check(shared.cfg.cluster_id)
+        .map_err(DialError::Refused)?;
     if hs.node_id != peer {
         return Err(DialError::Refused(format!(
             "dialed node {peer} but node {} answered",
@@ -625,8 +639,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 
 fn refuse(remote: SocketAddr, claimed: Option<NodeId>, reason: &str) {
     match claimed {
-        Some(id) => warn!(remote = %remote, claimed_id = %id, reason = %reason, direction = "inbound", "connection refused"),
-        None => warn!(remote = %remote, claimed_id = "none", reason = %reason, direction = "inbound", "connection refused"),
+        Some(id) => {
+            warn!(remote = %remote, claimed_id = %id, reason = %reason, direction = "inbound", "connection refused")
+        }
+        None => {
+            warn!(remote = %remote, claimed_id = "none", reason = %reason, direction = "inbound", "connection refused")
+        }
     }
 }
 
@@ -674,7 +692,12 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr, 
     let (peer, rd, wr): (NodeId, BoxRead, BoxWrite) = match &cfg.tls {
         None => {
             let mut tcp = tcp;
-            match timeout(cfg.handshake_timeout, server_handshake(&mut tcp, &shared, None)).await {
+            match timeout(
+                cfg.handshake_timeout,
+                server_handshake(&mut tcp, &shared, None),
+            )
+            .await
+            {
                 Err(_) => return refuse(remote, None, "no handshake within the handshake timeout"),
                 Ok(Err((claimed, reason))) => return refuse(remote, claimed, &reason),
                 Ok(Ok(id)) => {
@@ -700,7 +723,13 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr, 
                 Ok::<_, (Option<NodeId>, String)>((id, s))
             };
             match timeout(cfg.handshake_timeout, fut).await {
-                Err(_) => return refuse(remote, None, "no TLS and raft handshake within the handshake timeout"),
+                Err(_) => {
+                    return refuse(
+                        remote,
+                        None,
+                        "no TLS and raft handshake within the handshake timeout",
+                    )
+                }
                 Ok(Err((claimed, reason))) => return refuse(remote, claimed, &reason),
                 Ok(Ok((id, s))) => {
                     let (r, w) = tokio::io::split(s);
@@ -721,11 +750,17 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr, 
     if let Some((_, old)) = previous {
         old.abort();
     }
-    let keepalive = tokio::spawn(write_keepalives(wr, cfg.keepalive_interval, cfg.idle_timeout));
+    let keepalive = tokio::spawn(write_keepalives(
+        wr,
+        cfg.keepalive_interval,
+        cfg.idle_timeout,
+    ));
     let _keepalive_guard = AbortOnDrop(keepalive.abort_handle());
     let reason = match me.await {
         Ok(reason) => reason,
-        Err(e) if e.is_cancelled() => "closed by this node (peer removed, reconnected or shut down)".to_string(),
+        Err(e) if e.is_cancelled() => {
+            "closed by this node (peer removed, reconnected or shut down)".to_string()
+        }
         Err(e) => format!("reader failed: {e}"),
     };
     {
@@ -761,11 +796,19 @@ async fn write_keepalives(mut wr: BoxWrite, every: Duration, idle: Duration) {
 
 /// Reads frames until the connection ends; returns why it ended. Any frame
 /// error ends the connection.
-async fn read_inbound(shared: Arc<Shared>, mut rd: BoxRead, peer: NodeId, remote: SocketAddr) -> String {
+async fn read_inbound(
+    shared: Arc<Shared>,
+    mut rd: BoxRead,
+    peer: NodeId,
+    remote: SocketAddr,
+) -> String {
     let cfg = &shared.cfg;
     let me = cfg.node_id;
     let max = cfg.max_frame_size;
-    let total_budget = cfg.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+    let total_budget = cfg
+        .inbound_buffer_bytes
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
     let mut buf = BytesMut::with_capacity(READ_BUF);
     loop {
         let mut msgs = Vec::new();
@@ -780,12 +823,16 @@ async fn read_inbound(shared: Arc<Shared>, mut rd: BoxRead, peer: NodeId, remote
                 Ok(Decoded::Message { msg, consumed }) => {
                     buf.advance(consumed);
                     if msg.from != peer {
-                        let reason = format!("message claims to come from node {} on a connection from node {peer}", msg.from);
+                        let reason = format!(
+                            "message claims to come from node {} on a connection from node {peer}",
+                            msg.from
+                        );
                         refuse(remote, Some(peer), &reason);
                         return reason;
                     }
                     if msg.to != me {
-                        let reason = format!("message addressed to node {} arrived at node {me}", msg.to);
+                        let reason =
+                            format!("message addressed to node {} arrived at node {me}", msg.to);
                         refuse(remote, Some(peer), &reason);
                         return reason;
                     }

@@ -5,27 +5,46 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use raft_core::{Body, Entry, EntryKind, Message, NodeId};
-use raft_transport_tcp::frame::{check_end_of_stream, decode_frame, encode_frame, Decoded, FrameError, HEADER_LEN, KEEPALIVE};
+use raft_transport_tcp::frame::{
+    check_end_of_stream, decode_frame, encode_frame, Decoded, FrameError, HEADER_LEN, KEEPALIVE,
+};
 
 const MAX: usize = 4096;
 
 fn message() -> impl Strategy<Value = Message> {
     let body = prop_oneof![
-        (any::<u64>(), any::<u64>()).prop_map(|(leader_commit, ctx)| Body::Heartbeat { leader_commit, ctx }),
-        (any::<u64>(), any::<u64>(), proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8))
-            .prop_map(|(prev_log_index, prev_log_term, datas)| Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries: datas
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, d)| Entry { term: 1, index: i as u64 + 1, kind: EntryKind::Normal, data: Bytes::from(d) })
-                    .collect(),
-                leader_commit: 0,
-            }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(leader_commit, ctx)| Body::Heartbeat { leader_commit, ctx }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)
+        )
+            .prop_map(
+                |(prev_log_index, prev_log_term, datas)| Body::AppendEntries {
+                    prev_log_index,
+                    prev_log_term,
+                    entries: datas
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, d)| Entry {
+                            term: 1,
+                            index: i as u64 + 1,
+                            kind: EntryKind::Normal,
+                            data: Bytes::from(d)
+                        })
+                        .collect(),
+                    leader_commit: 0,
+                }
+            ),
         Just(Body::TimeoutNow),
     ];
-    (1u64..10, 1u64..10, any::<u64>(), body).prop_map(|(f, t, term, body)| Message { from: NodeId(f), to: NodeId(t), term, body })
+    (1u64..10, 1u64..10, any::<u64>(), body).prop_map(|(f, t, term, body)| Message {
+        from: NodeId(f),
+        to: NodeId(t),
+        term,
+        body,
+    })
 }
 
 /// Feeds `stream` to a reader in the given chunk sizes, as the transport
@@ -40,7 +59,10 @@ fn read_all(stream: &[u8], chunks: &[usize]) -> (Vec<Message>, Option<FrameError
             match decode_frame(&buf, MAX) {
                 Ok(Decoded::Incomplete { needed }) => {
                     assert!(needed > buf.len(), "asked for bytes it already has");
-                    assert!(needed <= MAX + HEADER_LEN, "asked for {needed} bytes, past the limit");
+                    assert!(
+                        needed <= MAX + HEADER_LEN,
+                        "asked for {needed} bytes, past the limit"
+                    );
                     break;
                 }
                 Ok(Decoded::Keepalive { consumed }) => {
