@@ -7,3 +7,6 @@
 
 pub mod store;
 pub mod wal;
+pub mod mem_store;
+pub mod runtime;
+pub mod state_machine;

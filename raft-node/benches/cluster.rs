@@ -1,0 +1,204 @@
+//! Write throughput and latency of a 3-node cluster in one process: the
+//! runtime over the in-memory transport with `MemStore`, 64-byte writes
+//! from closed-loop clients (each waits for its write to be applied before
+//! sending the next).
+//!
+//! Run with `cargo bench -p raft-node --bench cluster`. Each client count
+//! is measured in several fresh clusters and the median is printed.
+//! `CLUSTER_BENCH_SECS` (default 3) sets the measured seconds per run,
+//! `CLUSTER_BENCH_RUNS` (default 3) the runs, `CLUSTER_BENCH_CLIENTS`
+//! (default "1,16,64,256") the client counts.
+
+use bytes::Bytes;
+use raft_core::{Config, NodeId, Role};
+use raft_node::mem_store::MemStore;
+use raft_node::runtime::{NodeConfig, RaftHandle, RaftNode};
+use raft_node::state_machine::{Command, StateMachine, StateMachineError};
+use raft_transport_mem::MemNetwork;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counts writes and bytes; its snapshot is those two numbers.
+#[derive(Debug, Default)]
+struct Tally {
+    writes: u64,
+    bytes: u64,
+}
+
+#[async_trait::async_trait]
+impl StateMachine for Tally {
+    async fn apply(&mut self, cmds: &[Command<'_>]) -> Result<Vec<Bytes>, StateMachineError> {
+        for c in cmds {
+            self.writes += 1;
+            self.bytes += c.data.len() as u64;
+        }
+        Ok(vec![Bytes::new(); cmds.len()])
+    }
+    async fn snapshot(&mut self) -> Result<Bytes, StateMachineError> {
+        let mut v = self.writes.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.bytes.to_be_bytes());
+        Ok(Bytes::from(v))
+    }
+    async fn restore(&mut self, s: Bytes) -> Result<(), StateMachineError> {
+        if s.len() != 16 {
+            return Err(StateMachineError::new("bad snapshot"));
+        }
+        let (a, b) = s.split_at(8);
+        self.writes = u64::from_be_bytes(a.try_into().expect("8 bytes"));
+        self.bytes = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        Ok(())
+    }
+}
+
+struct RunResult {
+    writes_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+async fn start_cluster() -> Vec<RaftHandle> {
+    let net = MemNetwork::new(7);
+    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let mut nodes = Vec::new();
+    for id in &ids {
+        let mut raft = Config::new(*id, ids.clone());
+        raft.election_ticks = 10;
+        raft.heartbeat_ticks = 2;
+        let mut cfg = NodeConfig::new(raft);
+        cfg.tick_interval = Duration::from_millis(20);
+        cfg.proposal_queue = 8192;
+        let node = RaftNode::start(cfg, net.transport(*id), MemStore::new(), Tally::default())
+            .await
+            .expect("node starts");
+        nodes.push(node);
+    }
+    nodes
+}
+
+async fn leader(nodes: &[RaftHandle]) -> RaftHandle {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(h) = nodes.iter().find(|h| h.status().role == Role::Leader) {
+            // Wait for the leader's first entry to commit so proposals do
+            // not race the election's aftermath.
+            if h.propose(Bytes::from_static(&[0u8; 64])).await.is_ok() {
+                return h.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn run(clients: usize, secs: f64) -> RunResult {
+    let nodes = start_cluster().await;
+    let leader = leader(&nodes).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let payload = Bytes::from(vec![7u8; 64]);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (h, stop, measuring, payload) = (
+            leader.clone(),
+            stop.clone(),
+            measuring.clone(),
+            payload.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 16);
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                match h.propose(payload.clone()).await {
+                    Ok(_) => {
+                        if measuring.load(Ordering::Relaxed) {
+                            lat.push(t0.elapsed().as_nanos() as u64);
+                        }
+                    }
+                    Err(e) => panic!("write failed: {e}"),
+                }
+            }
+            lat
+        }));
+    }
+    // Warm up, then measure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("client task"));
+    }
+    for h in &nodes {
+        h.shutdown().await;
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i] as f64 / 1000.0
+    };
+    RunResult {
+        writes_per_sec: lat.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let secs: f64 = env("CLUSTER_BENCH_SECS", 3.0);
+    let runs: usize = env("CLUSTER_BENCH_RUNS", 3usize).max(1);
+    let clients: Vec<usize> = std::env::var("CLUSTER_BENCH_CLIENTS")
+        .unwrap_or_else(|_| "1,16,64,256".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!(
+        "3-node cluster, in-memory transport and store, 64-byte writes; median of {runs} runs of {secs}s"
+    );
+    println!(
+        "{:>8} {:>14} {:>10} {:>10}",
+        "clients", "writes/s", "p50 us", "p99 us"
+    );
+    for c in clients {
+        let mut w = Vec::new();
+        let mut p50 = Vec::new();
+        let mut p99 = Vec::new();
+        for _ in 0..runs {
+            let r = rt.block_on(run(c, secs));
+            w.push(r.writes_per_sec);
+            p50.push(r.p50_us);
+            p99.push(r.p99_us);
+        }
+        println!(
+            "{:>8} {:>14.0} {:>10.1} {:>10.1}",
+            c,
+            median(w),
+            median(p50),
+            median(p99)
+        );
+    }
+}
