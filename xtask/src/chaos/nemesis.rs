@@ -473,7 +473,10 @@ impl<P: Processes> Nemesis<P> {
                 }
             },
         }
-        tracing::info!(fault = %label, nodes = ?hit, "nemesis: fault begins");
+        eprintln!(
+            "chaos: {:>7.2}s fault begins: {label} (nodes {hit:?})",
+            start_ns as f64 / 1e9
+        );
         let end = Instant::now() + step.hold;
         while Instant::now() < end && !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(
@@ -482,9 +485,12 @@ impl<P: Processes> Nemesis<P> {
             .await;
         }
         errors.extend(self.undo(step.fault.kind()).await);
-        tracing::info!(fault = %label, "nemesis: fault ends");
+        eprintln!(
+            "chaos: {:>7.2}s fault ends: {label}",
+            self.start.elapsed().as_secs_f64()
+        );
         for e in &errors {
-            tracing::warn!(fault = %label, error = %e, "nemesis step did not go cleanly");
+            eprintln!("chaos: fault {label} did not go cleanly: {e}");
         }
         self.windows.push(FaultWindow {
             label,

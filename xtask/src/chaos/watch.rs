@@ -35,6 +35,9 @@ pub struct RoleEvent {
     pub role: String,
     pub term: u64,
     pub leader: Option<u64>,
+    /// `watch` (the node's stream) or `status` (a poll of `/v1/status`).
+    #[serde(default)]
+    pub source: String,
 }
 
 /// What the watchers collected.
@@ -42,6 +45,10 @@ pub struct RoleEvent {
 pub struct WatchLog {
     events: Mutex<Vec<RoleEvent>>,
     pub dropped: std::sync::atomic::AtomicU64,
+    /// Times a node said its stream lagged (events were skipped on its side).
+    pub lagged: std::sync::atomic::AtomicU64,
+    /// Connections made (the first one per node included).
+    pub connects: std::sync::atomic::AtomicU64,
 }
 
 impl WatchLog {
@@ -79,7 +86,51 @@ pub fn parse_role(text: &str, node: u64, at_ns: u64) -> Option<RoleEvent> {
         role: v.get("role")?.as_str()?.to_string(),
         term: v.get("term")?.as_u64()?,
         leader: v.get("leader").and_then(|l| l.as_u64()),
+        source: "watch".to_string(),
     })
+}
+
+/// Polls one node's `/v1/status` every `every` until `stop` is set, keeping
+/// a sample whenever (role, term, leader) changes. A second source beside
+/// the watch stream: a stream may miss a change (and a node may change role
+/// while its stream is reconnecting), a poll may miss a short-lived one;
+/// election safety is checked over both.
+pub async fn poll_status(
+    node: NodeAddr,
+    start: Instant,
+    log: Arc<WatchLog>,
+    stop: Arc<AtomicBool>,
+    every: Duration,
+) {
+    let mut last: Option<(String, u64, Option<u64>)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(s) = crate::http::status(&node.http, Duration::from_millis(500)).await {
+            let now = (s.role.clone(), s.term, s.leader);
+            if last.as_ref() != Some(&now) {
+                log.push(RoleEvent {
+                    at_ns: nanos(start.elapsed()),
+                    node: s.id,
+                    role: s.role,
+                    term: s.term,
+                    leader: s.leader,
+                    source: "status".to_string(),
+                });
+                last = Some(now);
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+fn is_lagged(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.get("type")
+                .and_then(|t| t.as_str())
+                .map(|t| t == "lagged")
+        })
+        .unwrap_or(false)
 }
 
 /// Follows one node's watch stream until `stop` is set, reconnecting after
@@ -99,6 +150,7 @@ pub async fn watch_node(node: NodeAddr, start: Instant, log: Arc<WatchLog>, stop
                 continue;
             }
         };
+        log.connects.fetch_add(1, Ordering::Relaxed);
         loop {
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -108,10 +160,15 @@ pub async fn watch_node(node: NodeAddr, start: Instant, log: Arc<WatchLog>, stop
                 Err(_) => continue,
                 Ok(None) | Ok(Some(Err(_))) => break,
                 Ok(Some(Ok(msg))) => {
-                    if let Ok(text) = msg.to_text() {
-                        if let Some(ev) = parse_role(text, node.id, nanos(start.elapsed())) {
-                            log.push(ev);
-                        }
+                    let Ok(text) = msg.to_text() else { continue };
+                    if let Some(ev) = parse_role(text, node.id, nanos(start.elapsed())) {
+                        log.push(ev);
+                    } else if is_lagged(text) {
+                        // The node skipped events, role changes perhaps among
+                        // them: reconnect, since a fresh stream starts with
+                        // the current role.
+                        log.lagged.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
                 }
             }
@@ -186,6 +243,7 @@ mod tests {
             role: role.into(),
             term,
             leader,
+            source: "watch".into(),
         }
     }
 
@@ -204,7 +262,8 @@ mod tests {
                 node: 2,
                 role: "leader".into(),
                 term: 5,
-                leader: Some(2)
+                leader: Some(2),
+                source: "watch".into(),
             }
         );
         let f = parse_role(
@@ -219,6 +278,8 @@ mod tests {
             None
         );
         assert_eq!(parse_role("not json", 1, 0), None);
+        assert!(is_lagged(r#"{"type":"lagged","id":1,"missed":3}"#));
+        assert!(!is_lagged(r#"{"type":"role"}"#));
         assert_eq!(parse_role(r#"{"type":"role","id":1}"#, 1, 0), None);
     }
 
