@@ -76,6 +76,8 @@ pub mod message;
 pub mod raft;
 pub mod ready;
 pub mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod transport;
 pub mod types;
 

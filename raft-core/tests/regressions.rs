@@ -1,0 +1,110 @@
+//! Scenarios that broke the core, each kept as a test. A test marked
+//! `#[ignore = "bug: ..."]` shows a bug not fixed yet (see the project's
+//! core bug list); un-ignore it with the fix.
+
+use bytes::Bytes;
+use raft_core::sim::Cluster;
+use raft_core::{
+    Body, CompactError, Config, Entry, EntryKind, Message, NodeId, Raft, SnapshotMeta,
+};
+
+/// A follower cut off while the leader kept replicating: every
+/// AppendEntries sent to it was lost, filling the leader's in-flight window
+/// for it. Once the partition heals, it must catch up.
+#[test]
+#[ignore = "bug: a Replicate follower whose in-flight window filled with lost messages is paused forever"]
+fn lost_appends_that_fill_the_window_do_not_stall_a_follower() {
+    let mut c = Cluster::builder(3)
+        .configure(|cfg| cfg.max_inflight_msgs = 2)
+        .build();
+    c.elect(1);
+    c.tick_and_settle(3);
+    c.isolate(3);
+    for i in 0..5 {
+        c.propose(1, format!("x{i}")).unwrap();
+        c.stabilize();
+    }
+    c.heal();
+    c.tick_and_settle(40);
+    let last = c.node(1).last_index();
+    assert_eq!(c.node(1).commit_index(), last);
+    assert_eq!(
+        c.node(3).last_index(),
+        last,
+        "node 3 never caught up after the partition healed"
+    );
+}
+
+fn drain(r: &mut Raft) -> raft_core::Ready {
+    let rd = r.ready();
+    r.advance();
+    rd
+}
+
+/// A follower holds entries 1..=2 (uncommitted here) when a snapshot at 2
+/// arrives: the core keeps its log and will hand the snapshot to the
+/// driver. Until the driver has been handed something to apply, nothing is
+/// applied, and compaction at an index the state machine has not reached
+/// must be refused.
+#[test]
+#[ignore = "bug: install_snapshot (matching log) advances applied before the driver restores the snapshot"]
+fn a_matching_snapshot_does_not_count_as_applied_before_the_driver_restores_it() {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut r = Raft::new(Config::new(NodeId(3), ids)).unwrap();
+    let entry = |index, kind, data: &'static str| Entry {
+        term: 1,
+        index,
+        kind,
+        data: Bytes::from_static(data.as_bytes()),
+    };
+    r.step(Message {
+        from: NodeId(1),
+        to: NodeId(3),
+        term: 1,
+        body: Body::AppendEntries {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![
+                entry(1, EntryKind::Noop, ""),
+                entry(2, EntryKind::Normal, "a"),
+            ],
+            leader_commit: 0,
+        },
+    })
+    .unwrap();
+    let rd = drain(&mut r);
+    assert_eq!(rd.entries.len(), 2);
+    assert!(rd.committed_entries.is_empty());
+    assert_eq!(r.applied_index(), 0);
+
+    r.step(Message {
+        from: NodeId(1),
+        to: NodeId(3),
+        term: 1,
+        body: Body::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: 2,
+                term: 1,
+                membership: r.membership().clone(),
+            },
+            offset: 0,
+            total: 5,
+            data: Bytes::from_static(b"state"),
+        },
+    })
+    .unwrap();
+    // The driver has not been handed the snapshot yet, let alone restored
+    // its state machine from it.
+    assert_eq!(
+        r.applied_index(),
+        0,
+        "applied index moved before the driver restored the snapshot"
+    );
+    assert_eq!(
+        r.compact(2, Bytes::from_static(b"not the state at 2")),
+        Err(CompactError::NotApplied {
+            index: 2,
+            applied: 0
+        })
+    );
+}
