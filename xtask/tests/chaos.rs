@@ -1,0 +1,268 @@
+//! End-to-end tests of `cargo xtask chaos`.
+//!
+//! The two that start real clusters are `#[ignore]`d (they build raft-node
+//! in release mode and run for tens of seconds); CI runs them explicitly:
+//!
+//! ```text
+//! cargo test -p xtask --test chaos -- --ignored --test-threads 1
+//! ```
+//!
+//! Whatever happens, no node outlives a test: xtask stops its cluster on
+//! every path, and the guard here kills anything the cluster's state file
+//! still names (for when xtask itself was killed or hung).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Bound on one chaos run, including building raft-node in release mode.
+const RUN_BOUND: Duration = Duration::from_secs(1500);
+
+struct Run {
+    out: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Run {
+    fn start(args: &[&str]) -> Run {
+        let out = tempfile::tempdir().expect("a temporary directory");
+        let log = std::fs::File::create(out.path().join("xtask.log")).expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("chaos")
+            .args(args)
+            .arg("--out")
+            .arg(out.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("xtask starts");
+        Run {
+            out,
+            child: Some(child),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.out.path()
+    }
+
+    /// Waits for xtask to end (SIGTERM, then SIGKILL, past the bound).
+    fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("waited once");
+        let deadline = Instant::now() + RUN_BOUND;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                std::thread::sleep(Duration::from_secs(20));
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "chaos run did not end within {RUN_BOUND:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("xtask.log")).unwrap_or_default()
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name))
+            .unwrap_or_else(|e| panic!("{name} missing ({e}):\n{}", self.log()))
+    }
+
+    /// Pids of node processes the cluster's state file names that still
+    /// run the binary it names.
+    fn leftover_nodes(&self) -> Vec<i32> {
+        let state: PathBuf = self.path().join("cluster").join("cluster.json");
+        let Ok(text) = std::fs::read_to_string(state) else {
+            return Vec::new();
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return Vec::new();
+        };
+        let binary = v["binary"].as_str().unwrap_or_default().to_owned();
+        v["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["pid"].as_i64())
+            .filter(|&pid| pid > 0)
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| !binary.is_empty() && c.starts_with(binary.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .map(|pid| pid as i32)
+            .collect()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+        }
+        for pid in self.leftover_nodes() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+#[ignore = "starts a real cluster for about a minute; run with --ignored"]
+fn short_chaos_run_with_partitions_and_kills_passes() {
+    let mut run = Run::start(&[
+        "--nodes",
+        "3",
+        "--time",
+        "20s",
+        "--nemesis",
+        "partition,kill",
+        "--seed",
+        "1",
+        "--clients",
+        "6",
+    ]);
+    let status = run.wait();
+    let log = run.log();
+    assert_eq!(status.code(), Some(0), "chaos run failed:\n{log}");
+    let summary = run.file("summary.txt");
+    assert!(summary.contains("chaos verdict: PASS"), "{summary}");
+    assert!(
+        summary.contains("linearizability: linearizable"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("faults injected: 0"),
+        "no fault was injected:\n{summary}"
+    );
+
+    // The history is real: many operations, acknowledged writes among them,
+    // final reads from every node.
+    let history = run.file("history.jsonl");
+    let ops: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("history lines are JSON"))
+        .collect();
+    assert!(ops.len() > 200, "only {} operations", ops.len());
+    let ok_writes = ops
+        .iter()
+        .filter(|o| o["f"] == "write" && o["outcome"] == "ok")
+        .count();
+    assert!(ok_writes > 20, "only {ok_writes} acknowledged writes");
+    let finals = ops.iter().filter(|o| o["is_final"] == true).count();
+    assert_eq!(finals, 8 * 3, "one final read per key per node");
+    let timeline = run.file("timeline.html");
+    assert!(timeline.contains("<svg") && timeline.contains("kill -9"));
+    assert!(run.leftover_nodes().is_empty(), "nodes left running");
+}
+
+#[test]
+#[ignore = "starts a real cluster; run with --ignored"]
+fn stale_read_from_an_isolated_old_leader_is_caught() {
+    let mut run = Run::start(&["--nodes", "3", "--scenario", "stale-read", "--seed", "2"]);
+    let status = run.wait();
+    let summary = run.file("summary.txt");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected a violation:\n{}",
+        run.log()
+    );
+    assert!(
+        summary.contains("chaos verdict: FAIL: not linearizable: stale read"),
+        "{summary}"
+    );
+    let timeline = run.file("timeline.html");
+    assert!(timeline.contains("#e00000"), "the anomaly is not marked");
+    assert!(run.leftover_nodes().is_empty(), "nodes left running");
+}
+
+/// A saved history with a lost update: no cluster needed.
+#[test]
+fn check_history_flags_a_bad_history_and_passes_a_good_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let line = |id: u64, client: u64, f: &str, value: Option<&str>, t: (u64, u64), fin: bool| {
+        serde_json::json!({
+            "id": id, "client": client, "node": 1, "key": "k0", "f": f, "value": value,
+            "outcome": "ok", "invoke_ns": t.0, "complete_ns": t.1, "is_final": fin,
+        })
+        .to_string()
+    };
+    let good = [
+        line(0, 0, "write", Some("a"), (0, 10), false),
+        line(1, 1, "write", Some("b"), (20, 30), false),
+        line(2, 2, "read", Some("b"), (40, 50), true),
+    ];
+    let bad = [
+        line(0, 0, "write", Some("a"), (0, 10), false),
+        line(1, 1, "write", Some("b"), (20, 30), false),
+        line(2, 2, "read", Some("a"), (40, 50), true),
+    ];
+    let check = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).expect("write history");
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["chaos", "--check-history"])
+            .arg(&path)
+            .output()
+            .expect("xtask runs")
+    };
+    let ok = check("good.jsonl", &good);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let bad = check("bad.jsonl", &bad);
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("stale read"), "{text}");
+    assert!(text.contains("lost write"), "{text}");
+
+    let garbage = dir.path().join("garbage.jsonl");
+    std::fs::write(&garbage, "{not json\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["chaos", "--check-history"])
+        .arg(&garbage)
+        .output()
+        .expect("xtask runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        &["chaos", "--nodes", "2"][..],
+        &["chaos", "--transport", "mem"],
+        &["chaos", "--nemesis", "flood"],
+        &["chaos", "--time", "soon"],
+        &["chaos", "--net", "netns"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .output()
+            .expect("xtask runs");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
