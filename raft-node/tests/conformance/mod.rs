@@ -18,9 +18,11 @@
 use bytes::Bytes;
 use raft_core::codec::Handshake;
 use raft_core::{Body, Entry, EntryKind, Message, NodeId, SendError, SnapshotMeta, Transport};
+use std::future::Future;
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -295,6 +297,56 @@ pub async fn in_order_delivery<H: Harness>() {
     // And the other way, which is another connection.
     deliver(&b, 2, &mut a, 1, 0..1000).await;
     assert_eq!(b.send(hb(2, 9, 0)), Err(SendError::UnknownPeer(NodeId(9))));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// `recv` abandoned mid-wait, over and over, loses nothing.
+pub async fn recv_is_cancel_safe<H: Harness>() {
+    let _logs = Logs::capture();
+    let h = H::create(Opts::default()).await;
+    let (mut a, _, mut b, _) = pair(&h).await;
+    let n = 2000u64;
+    let sender = async {
+        for i in 0..n {
+            send_paced(&a, hb(1, 2, i)).await;
+            // Let the receiver catch up and find its inbox empty.
+            tokio::task::yield_now().await;
+        }
+    };
+    let receiver = async {
+        let mut next = 0;
+        let mut cancelled = 0u64;
+        timeout(T, async {
+            while next < n {
+                // Poll `recv` once and drop it if it has to wait: nearly
+                // every wait ends in a cancellation.
+                let polled = {
+                    let mut fut = Box::pin(b.recv());
+                    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+                };
+                match polled {
+                    Poll::Pending => {
+                        cancelled += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    Poll::Ready(Some((_, m))) => {
+                        assert_eq!(ctx_of(&m), next, "message lost or reordered");
+                        next += 1;
+                    }
+                    Poll::Ready(None) => panic!("transport closed"),
+                }
+            }
+        })
+        .await
+        .expect("not every message arrived");
+        cancelled
+    };
+    let ((), cancelled) = tokio::join!(sender, receiver);
+    assert!(
+        cancelled > 0,
+        "no recv was ever cancelled; the case tested nothing"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -590,6 +642,10 @@ macro_rules! conformance_tests {
         #[tokio::test]
         async fn in_order_delivery() {
             conformance::in_order_delivery::<$h>().await
+        }
+        #[tokio::test]
+        async fn recv_is_cancel_safe() {
+            conformance::recv_is_cancel_safe::<$h>().await
         }
         #[tokio::test]
         async fn ten_thousand_without_loss() {
