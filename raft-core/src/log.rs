@@ -179,7 +179,8 @@ impl RaftLog {
         self.offset = index;
         self.offset_term = term;
         self.committed = self.committed.max(index);
-        self.applied = index;
+        // `applied` catches up when the driver advances past the Ready
+        // that carries the snapshot.
         self.handed = index;
         // Durable only once the driver advances past the Ready carrying it.
         self.persisted = self.persisted.min(index);

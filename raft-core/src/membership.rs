@@ -195,7 +195,9 @@ impl Membership {
             return Err(MembershipError::NoVoters);
         }
         let changed_voters = self.voters.symmetric_difference(&voters).count();
-        if changed_voters <= 1 {
+        if changed_voters <= 1 || self.voters.is_empty() {
+            // From no voters at all (the bootstrap entry, as seen by a node
+            // that joins later) there is no old majority to overlap.
             // One voter more or less: any majority of the old set overlaps any
             // majority of the new one, so no joint phase is needed.
             Ok(Membership {

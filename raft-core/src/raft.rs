@@ -21,7 +21,9 @@
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
 use crate::membership::{Membership, MembershipError};
-use crate::message::{Body, ConfChange, Entry, EntryKind, Message, Snapshot, SnapshotMeta};
+use crate::message::{
+    Body, ConfChange, ConfChangeStep, Entry, EntryKind, Message, Snapshot, SnapshotMeta,
+};
 use crate::ready::{InitialState, ReadState, Ready};
 use crate::rng::Rng;
 use crate::types::{HardState, LogIndex, NodeId, Role, SoftState, Term};
@@ -97,6 +99,14 @@ pub enum CompactError {
         /// The applied index.
         applied: LogIndex,
     },
+    /// A snapshot at or beyond this index already exists.
+    #[error("index {index} is not newer than the latest snapshot at {newest}")]
+    Stale {
+        /// The requested index.
+        index: LogIndex,
+        /// The newest snapshot's index.
+        newest: LogIndex,
+    },
 }
 
 /// Where a follower's replication stands, as the leader sees it.
@@ -124,6 +134,8 @@ struct Progress {
     inflight_bytes: u64,
     /// Heard from since the last check-quorum round.
     recent_active: bool,
+    /// Leader ticks in Replicate without the match index advancing.
+    stall_ticks: u32,
     /// In Snapshot: the transfer under way.
     snap: Option<SnapshotTransfer>,
 }
@@ -147,6 +159,7 @@ impl Progress {
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             recent_active: false,
+            stall_ticks: 0,
             snap: None,
         }
     }
@@ -357,7 +370,41 @@ impl Raft {
             }
             log.append(e);
         }
-        let hs = state.hard_state;
+        let fresh = state.hard_state == HardState::default()
+            && state.snapshot.is_none()
+            && log.last_index() == 0;
+        let mut hs = state.hard_state;
+        let mut bootstrap = false;
+        if fresh && !cfg.voters.is_empty() {
+            // A brand-new cluster member writes the initial configuration as
+            // entry 1 (term 1), identical on every initial member; the first
+            // leader commits it with its own first entry. Nodes that join
+            // later learn the membership from it like any other change,
+            // instead of from their own config.
+            let cc = ConfChange {
+                steps: cfg
+                    .voters
+                    .iter()
+                    .map(|v| ConfChangeStep::AddVoter(*v))
+                    .chain(cfg.learners.iter().map(|l| ConfChangeStep::AddLearner(*l)))
+                    .collect(),
+                context: Bytes::new(),
+            };
+            log.append(Entry {
+                term: 1,
+                index: 1,
+                kind: EntryKind::ConfChange,
+                data: Bytes::from(
+                    postcard::to_allocvec(&cc).expect("encoding a ConfChange cannot fail"),
+                ),
+            });
+            hs = HardState {
+                term: 1,
+                vote: NodeId::NONE,
+                commit: 0,
+            };
+            bootstrap = true;
+        }
         let commit = hs.commit.max(offset);
         if commit > log.last_index() {
             return Err(ConfigError::InconsistentState(format!(
@@ -367,8 +414,10 @@ impl Raft {
             )));
         }
         log.committed = commit;
-        log.handed = log.last_index();
-        log.persisted = log.last_index();
+        if !bootstrap {
+            log.handed = log.last_index();
+            log.persisted = log.last_index();
+        }
         let id = cfg.id;
         let mut rng = Rng::new(cfg.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let randomized_timeout = rng.range(
@@ -400,10 +449,14 @@ impl Raft {
                 leader: None,
                 term: hs.term,
             },
-            prev_hard: HardState {
-                term: hs.term,
-                vote: hs.vote,
-                commit,
+            prev_hard: if bootstrap {
+                HardState::default()
+            } else {
+                HardState {
+                    term: hs.term,
+                    vote: hs.vote,
+                    commit,
+                }
             },
             handed: None,
             pending_conf_index: 0,
@@ -628,6 +681,10 @@ impl Raft {
         rd.persisted_messages = std::mem::take(&mut self.persisted_msgs);
         let apply_to = self.log.committed.min(self.log.handed);
         let mut applied = self.log.applied;
+        if let Some(s) = &rd.snapshot {
+            // The driver restores the state machine from it before applying.
+            applied = applied.max(s.meta.index);
+        }
         if apply_to > applied {
             rd.committed_entries = self
                 .log
@@ -700,6 +757,7 @@ impl Raft {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.tick_snapshot_transfers();
+        self.tick_stalled_replication();
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
@@ -934,20 +992,25 @@ impl Raft {
     /// of `index` (which must be applied), with `data` its serialized form.
     /// The log is compacted up to `index - compaction_lag`; the snapshot is
     /// kept to send to followers that fall behind the compacted log.
-    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
+    ///
+    /// Returns the snapshot's description (index, term, and the membership
+    /// as of `index`), which the driver stores beside the data so that a
+    /// restart can hand it to [`Raft::restore`].
+    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<SnapshotMeta, CompactError> {
         if index > self.log.applied {
             return Err(CompactError::NotApplied {
                 index,
                 applied: self.log.applied,
             });
         }
-        if index <= self.log.offset {
-            return Ok(());
+        let newest = self.local_snapshot.as_ref().map_or(0, |s| s.meta.index);
+        if index <= newest || index < self.log.offset {
+            return Err(CompactError::Stale { index, newest });
         }
         let term = self
             .log
             .term(index)
-            .expect("applied index lies within the log");
+            .expect("applied index at or after the log offset lies within the log");
         let membership = self.membership_at(index);
         self.local_snapshot = Some(Snapshot {
             meta: SnapshotMeta {
@@ -965,7 +1028,21 @@ impl Raft {
             self.base_membership = at;
         }
         info!(node = %self.id, index, compacted_to = self.log.offset, "snapshot taken, log compacted");
-        Ok(())
+        Ok(SnapshotMeta {
+            index,
+            term,
+            membership,
+        })
+    }
+
+    /// The description a snapshot taken at `index` would carry, if the log
+    /// still knows that index's term.
+    pub fn snapshot_meta(&self, index: LogIndex) -> Option<SnapshotMeta> {
+        Some(SnapshotMeta {
+            index,
+            term: self.log.term(index)?,
+            membership: self.membership_at(index),
+        })
     }
 
     /// Sets the snapshot a restarted node offers to followers (the one its
@@ -1374,6 +1451,15 @@ impl Raft {
                 .position(|e| !self.log.matches(e.index, e.term))
             {
                 let first = entries[pos].index;
+                if first <= self.log.last_index() && self.write_in_flight_covers(first) {
+                    // The driver is persisting entries from `first` on and
+                    // will then send our acknowledgement of them. Truncating
+                    // them now would make that acknowledgement a lie by the
+                    // time it leaves; the leader retries once it is out.
+                    debug!(node = %self.id, from = %from, first,
+                        "deferring a conflicting append until the write in flight completes");
+                    return;
+                }
                 if first <= self.log.last_index() {
                     assert!(
                         first > self.log.committed,
@@ -1443,7 +1529,11 @@ impl Raft {
                     None => false,
                 };
                 if behind {
-                    self.send_append(from, false);
+                    // In Probe this resends the probe (even an empty one: a
+                    // lost probe must not stall the follower). In Replicate
+                    // it sends whatever the window allows; lost appends are
+                    // caught by the stall timer in `tick_leader`.
+                    self.send_append(from, true);
                 }
                 if ctx > 0 {
                     self.ack_read_round(from, ctx);
@@ -1509,6 +1599,7 @@ impl Raft {
         let advanced = index > pr.matched;
         if advanced {
             pr.matched = index;
+            pr.stall_ticks = 0;
         }
         pr.next = pr.next.max(index + 1);
         pr.ack(index);
@@ -1993,6 +2084,50 @@ impl Raft {
         self.send(to, body);
     }
 
+    /// A follower in Replicate that answers heartbeats but acknowledges
+    /// nothing for an election timeout lost some AppendEntries (a dropped
+    /// message leaves no trace otherwise, and a full window would stay
+    /// full). Fall back to probing from its match index.
+    fn tick_stalled_replication(&mut self) {
+        let last = self.log.last_index();
+        let limit = self.cfg.election_ticks;
+        let mut stalled = Vec::new();
+        for (id, pr) in self.progress.iter_mut() {
+            if *id == self.id || pr.state != ProgressState::Replicate || pr.matched >= last {
+                pr.stall_ticks = 0;
+                continue;
+            }
+            pr.stall_ticks += 1;
+            if pr.stall_ticks >= limit {
+                stalled.push(*id);
+            }
+        }
+        for id in stalled {
+            if let Some(pr) = self.progress.get_mut(&id) {
+                debug!(node = %self.id, peer = %id, matched = pr.matched, next = pr.next,
+                    "replication stalled; probing from the match index");
+                let m = pr.matched;
+                pr.become_probe(m + 1);
+            }
+            self.send_append(id, true);
+        }
+    }
+
+    /// Tells the core that `peer` could not be reached (its transport queue
+    /// is full or the connection is down), so messages to it were lost:
+    /// replication to it falls back to probing.
+    pub fn report_unreachable(&mut self, peer: NodeId) {
+        if self.role != Role::Leader || peer == self.id {
+            return;
+        }
+        if let Some(pr) = self.progress.get_mut(&peer) {
+            if pr.state == ProgressState::Replicate {
+                let m = pr.matched;
+                pr.become_probe(m + 1);
+            }
+        }
+    }
+
     fn tick_snapshot_transfers(&mut self) {
         let timeout = self.cfg.election_ticks;
         let mut resend = Vec::new();
@@ -2108,29 +2243,40 @@ impl Raft {
         }
         let (_, buf, _) = self.incoming_snapshot.as_mut().expect("set above");
         let have = buf.len() as u64;
-        if offset != have || have + data.len() as u64 > total {
-            // Out of order or duplicate: tell the leader where we are.
-            self.send(
-                from,
-                Body::InstallSnapshotResponse {
-                    index,
-                    next_offset: have,
-                    reject: false,
-                },
-            );
-            return;
-        }
-        buf.extend_from_slice(&data);
-        let have = buf.len() as u64;
         if have < total {
-            self.send(
-                from,
-                Body::InstallSnapshotResponse {
-                    index,
-                    next_offset: have,
-                    reject: false,
-                },
-            );
+            if offset != have || have + data.len() as u64 > total {
+                // Out of order or duplicate: tell the leader where we are.
+                self.send(
+                    from,
+                    Body::InstallSnapshotResponse {
+                        index,
+                        next_offset: have,
+                        reject: false,
+                    },
+                );
+                return;
+            }
+            buf.extend_from_slice(&data);
+            let have = buf.len() as u64;
+            if have < total {
+                self.send(
+                    from,
+                    Body::InstallSnapshotResponse {
+                        index,
+                        next_offset: have,
+                        reject: false,
+                    },
+                );
+                return;
+            }
+        }
+        // Complete. If it replaces log entries that the driver is writing
+        // right now (and will acknowledge), wait for that write: the leader
+        // resends the last chunk and we install then.
+        if !self.log.matches(meta.index, meta.term)
+            && self.write_in_flight_covers(self.log.persisted + 1)
+        {
+            debug!(node = %self.id, index, "deferring snapshot install until the write in flight completes");
             return;
         }
         let (meta, buf, _) = self.incoming_snapshot.take().expect("set above");
@@ -2149,14 +2295,22 @@ impl Raft {
         );
     }
 
+    /// Whether a `Ready` is outstanding whose entries (being written by the
+    /// driver, with acknowledgements to follow) include `index`.
+    fn write_in_flight_covers(&self, index: LogIndex) -> bool {
+        self.handed
+            .is_some_and(|h| index <= h.last_index && h.last_index > self.log.persisted)
+    }
+
     fn install_snapshot(&mut self, snap: Snapshot) {
         let meta = &snap.meta;
         info!(node = %self.id, index = meta.index, term = meta.term, bytes = snap.data.len(),
             "installing snapshot from leader");
         if self.log.matches(meta.index, meta.term) {
             // Our log already extends it: keep the suffix, just commit.
+            // `applied` moves only when the driver advances past the Ready
+            // that hands it the snapshot.
             self.log.committed = self.log.committed.max(meta.index);
-            self.log.applied = self.log.applied.max(meta.index);
             self.log.compact_to(meta.index);
             self.conf_history.retain(|(i, _)| *i > meta.index);
             self.base_membership = meta.membership.clone();

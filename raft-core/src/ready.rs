@@ -47,7 +47,11 @@ pub struct Ready {
     /// the last stored index, the stored suffix from there is dropped first.
     pub entries: Vec<Entry>,
     /// A snapshot received from the leader, to persist (step 2) and to
-    /// restore the state machine from (step 4).
+    /// restore the state machine from (step 4). It replaces the stored log
+    /// up to its index. Stored entries *after* its index stay valid only if
+    /// the stored entry at its index has the snapshot's term (then the log
+    /// extends the snapshot); otherwise the driver discards the whole stored
+    /// log. After restoring, the applied index is the snapshot's index.
     pub snapshot: Option<Snapshot>,
     /// Messages that may be sent at once (step 1).
     pub messages: Vec<Message>,

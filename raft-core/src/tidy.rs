@@ -41,7 +41,10 @@ fn no_clock_randomness_threads_or_io_in_the_core() {
     .iter()
     .map(|(a, b)| format!("{a}{b}"))
     .collect();
-    let me = Path::new(file!()).file_name().expect("file name").to_owned();
+    let me = Path::new(file!())
+        .file_name()
+        .expect("file name")
+        .to_owned();
     for f in files {
         if f.file_name() == Some(me.as_os_str()) {
             continue;
@@ -59,8 +62,9 @@ fn no_clock_randomness_threads_or_io_in_the_core() {
 
 #[test]
 fn dependency_list_stays_short_and_pure() {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .expect("manifest is readable");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("manifest is readable");
     let deps = manifest
         .split("[dependencies]")
         .nth(1)
@@ -68,9 +72,23 @@ fn dependency_list_stays_short_and_pure() {
         .split("\n[")
         .next()
         .expect("table body");
-    let allowed = ["serde", "postcard", "bytes", "thiserror", "tracing", "async-trait"];
-    for line in deps.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let name = line.split(['.', '=', ' ']).next().expect("a dependency name");
+    let allowed = [
+        "serde",
+        "postcard",
+        "bytes",
+        "thiserror",
+        "tracing",
+        "async-trait",
+    ];
+    for line in deps
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let name = line
+            .split(['.', '=', ' '])
+            .next()
+            .expect("a dependency name");
         assert!(
             allowed.contains(&name),
             "raft-core gained the dependency `{name}`; it must depend only on small pure crates ({allowed:?})"

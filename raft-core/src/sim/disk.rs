@@ -94,45 +94,44 @@ impl Disk {
         entries: &[Entry],
         hard_state: Option<HardState>,
     ) -> Result<WriteOutcome, String> {
-        let mut next = self.clone();
-        let mut out = WriteOutcome::default();
-        if let Some(s) = snapshot {
-            let index = s.meta.index;
-            if index <= next.snapshot_index() && next.snapshot.is_some() {
-                return Err(format!(
-                    "snapshot at {index} is not newer than the stored one at {}",
-                    next.snapshot_index()
-                ));
-            }
-            // A snapshot replaces the log up to its index. What follows it
-            // stays valid only if the stored log agrees with the snapshot at
-            // that index; otherwise the whole stored log is superseded.
-            let keep_suffix = next.term_at(index) == Some(s.meta.term);
-            let first_after = next.snapshot_index() + 1;
-            if keep_suffix {
-                let drop = (index + 1).saturating_sub(first_after) as usize;
-                next.entries.drain(..drop.min(next.entries.len()));
-            } else {
-                if next.last_index() > index {
-                    out.truncated_from = Some(index + 1);
+        // Validate everything first, so that a refused batch writes nothing.
+        let (snap_index, base_last, keep_suffix) = match snapshot {
+            Some(s) => {
+                let index = s.meta.index;
+                if self.snapshot.is_some() && index <= self.snapshot_index() {
+                    return Err(format!(
+                        "snapshot at {index} is not newer than the stored one at {}",
+                        self.snapshot_index()
+                    ));
                 }
-                next.entries.clear();
+                // A snapshot replaces the log up to its index. What follows
+                // it stays valid only if the stored log agrees with the
+                // snapshot at that index; otherwise the whole stored log is
+                // superseded.
+                let keep = self.term_at(index) == Some(s.meta.term);
+                let last = if keep { self.last_index() } else { index };
+                (index, last, keep)
             }
-            next.snapshot = Some(s.clone());
-        }
+            None => (self.snapshot_index(), self.last_index(), true),
+        };
+        let prev_term_of = |this: &Disk, i: LogIndex| -> Option<Term> {
+            match snapshot {
+                Some(s) if i == s.meta.index => Some(s.meta.term),
+                _ if i <= base_last => this.term_at(i),
+                _ => None,
+            }
+        };
         if let Some(first) = entries.first() {
-            if first.index <= next.snapshot_index() {
+            if first.index <= snap_index {
                 return Err(format!(
-                    "entries from {} reach under the stored snapshot at {}",
-                    first.index,
-                    next.snapshot_index()
+                    "entries from {} reach under the stored snapshot at {snap_index}",
+                    first.index
                 ));
             }
-            if first.index > next.last_index() + 1 {
+            if first.index > base_last + 1 {
                 return Err(format!(
-                    "entries from {} leave a gap after the stored log ending at {}",
-                    first.index,
-                    next.last_index()
+                    "entries from {} leave a gap after the stored log ending at {base_last}",
+                    first.index
                 ));
             }
             for pair in entries.windows(2) {
@@ -143,46 +142,66 @@ impl Disk {
                     ));
                 }
             }
-            if first.index <= next.last_index() {
-                let keep = (first.index - next.snapshot_index() - 1) as usize;
-                let dropped_differs = next.entries[keep..]
-                    .iter()
-                    .zip(entries.iter())
-                    .any(|(old, new)| old != new)
-                    || next.entries.len() - keep > entries.len();
-                if dropped_differs {
-                    out.truncated_from = Some(
-                        out.truncated_from
-                            .map_or(first.index, |t: LogIndex| t.min(first.index)),
-                    );
-                }
-                next.entries.truncate(keep);
-            }
-            if first.term < next.term_at(first.index - 1).unwrap_or(0) {
+            if first.term < prev_term_of(self, first.index - 1).unwrap_or(0) {
                 return Err(format!(
                     "entry {} has a term below its stored predecessor's",
                     first.index
                 ));
             }
-            next.entries.extend_from_slice(entries);
         }
+        let new_last = entries.last().map_or(base_last, |e| e.index);
         if let Some(hs) = hard_state {
-            if hs.term < next.hard_state.term {
+            if hs.term < self.hard_state.term {
                 return Err(format!(
                     "hard state term goes back from {} to {}",
-                    next.hard_state.term, hs.term
+                    self.hard_state.term, hs.term
                 ));
             }
-            next.hard_state = hs;
         }
-        if next.hard_state.commit > next.last_index() {
+        let commit = hard_state.map_or(self.hard_state.commit, |h| h.commit);
+        if commit > new_last {
             return Err(format!(
-                "hard state commit {} is beyond the stored log ending at {}",
-                next.hard_state.commit,
-                next.last_index()
+                "hard state commit {commit} is beyond the stored log ending at {new_last}"
             ));
         }
-        *self = next;
+
+        // Then write.
+        let mut out = WriteOutcome::default();
+        if let Some(s) = snapshot {
+            let index = s.meta.index;
+            if keep_suffix {
+                let first_after = self.snapshot_index() + 1;
+                let drop = (index + 1).saturating_sub(first_after) as usize;
+                self.entries.drain(..drop.min(self.entries.len()));
+            } else {
+                if self.last_index() > index {
+                    out.truncated_from = Some(index + 1);
+                }
+                self.entries.clear();
+            }
+            self.snapshot = Some(s.clone());
+        }
+        if let Some(first) = entries.first() {
+            if first.index <= self.last_index() {
+                let keep = (first.index - self.snapshot_index() - 1) as usize;
+                let differs = self.entries.len() - keep > entries.len()
+                    || self.entries[keep..]
+                        .iter()
+                        .zip(entries.iter())
+                        .any(|(old, new)| old != new);
+                if differs {
+                    out.truncated_from = Some(
+                        out.truncated_from
+                            .map_or(first.index, |t| t.min(first.index)),
+                    );
+                }
+                self.entries.truncate(keep);
+            }
+            self.entries.extend_from_slice(entries);
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
+        }
         Ok(out)
     }
 }
