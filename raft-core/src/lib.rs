@@ -9,7 +9,7 @@
 //! # Example: three nodes on an in-memory loop
 //!
 //! ```
-//! use raft_core::{Config, NodeId, Raft, Role};
+//! use raft_core::{Config, EntryKind, NodeId, Raft, Role};
 //! use std::collections::VecDeque;
 //!
 //! let ids = [NodeId(1), NodeId(2), NodeId(3)];
@@ -33,7 +33,8 @@
 //!             // ... persist rd.entries and rd.hard_state here ...
 //!             wire.extend(rd.persisted_messages); // only after persisting
 //!             for e in rd.committed_entries {
-//!                 if !e.data.is_empty() {
+//!                 // Skip the bootstrap configuration and leaders' no-ops.
+//!                 if e.kind == EntryKind::Normal {
 //!                     applied[i].push(e.data.to_vec());
 //!                 }
 //!             }
