@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("raft-node: cannot start the async runtime: {e}");
@@ -42,13 +45,18 @@ fn main() -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Parsed::Command(Command::GenCerts(a)) => match raft_node::service::tls::gen_certs(&a.out, &a.ids) {
-            Ok(()) => {
-                println!("wrote ca.pem, ca.key and node-<id>.pem/.key to {}", a.out.display());
-                ExitCode::SUCCESS
+        Parsed::Command(Command::GenCerts(a)) => {
+            match raft_node::service::tls::gen_certs(&a.out, &a.ids) {
+                Ok(()) => {
+                    println!(
+                        "wrote ca.pem, ca.key and node-<id>.pem/.key to {}",
+                        a.out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(&e),
             }
-            Err(e) => usage_error(&e),
-        },
+        }
         Parsed::Command(Command::Loadgen(a)) => {
             init_tracing_quiet();
             match rt.block_on(raft_node::loadgen::main(a)) {

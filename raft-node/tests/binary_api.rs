@@ -4,6 +4,9 @@
 //! watch stream; the embedded (`--transport mem`) mode; and the command
 //! line's own errors and shutdown.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod binary_common;
 
 use binary_common::*;
@@ -29,32 +32,170 @@ async fn bad_input_gets_json_errors_and_the_node_stays_healthy() {
     let a = cl.http(l);
     let long_key = "k".repeat(2048);
     let cases: Vec<(Method, String, Vec<u8>, u16, &str)> = vec![
-        (Method::PUT, "/v1/kv/".into(), b"v".to_vec(), 400, "empty key"),
+        (
+            Method::PUT,
+            "/v1/kv/".into(),
+            b"v".to_vec(),
+            400,
+            "empty key",
+        ),
         (Method::GET, "/v1/kv".into(), vec![], 400, "no key"),
-        (Method::PUT, format!("/v1/kv/{long_key}"), b"v".to_vec(), 400, "2 KiB key"),
-        (Method::GET, format!("/v1/kv/{long_key}"), vec![], 400, "2 KiB key read"),
-        (Method::PUT, "/v1/kv/%FF%FE".into(), b"v".to_vec(), 400, "invalid UTF-8 key"),
-        (Method::PUT, "/v1/kv/a%zzb".into(), b"v".to_vec(), 400, "bad percent-encoding"),
-        (Method::PUT, "/v1/kv/a/b".into(), b"v".to_vec(), 400, "two segments"),
-        (Method::PUT, "/v1/kv/big".into(), vec![b'x'; 2048], 413, "oversized body"),
+        (
+            Method::PUT,
+            format!("/v1/kv/{long_key}"),
+            b"v".to_vec(),
+            400,
+            "2 KiB key",
+        ),
+        (
+            Method::GET,
+            format!("/v1/kv/{long_key}"),
+            vec![],
+            400,
+            "2 KiB key read",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/%FF%FE".into(),
+            b"v".to_vec(),
+            400,
+            "invalid UTF-8 key",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/a%zzb".into(),
+            b"v".to_vec(),
+            400,
+            "bad percent-encoding",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/a/b".into(),
+            b"v".to_vec(),
+            400,
+            "two segments",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/big".into(),
+            vec![b'x'; 2048],
+            413,
+            "oversized body",
+        ),
         (Method::GET, "/v1/nope".into(), vec![], 404, "unknown route"),
         (Method::POST, "/v1/kv/k".into(), vec![], 405, "wrong method"),
-        (Method::GET, "/v1/kv/k?consistency=weird".into(), vec![], 400, "bad consistency"),
-        (Method::PUT, "/v1/kv/k?expec=1".into(), b"v".to_vec(), 400, "CAS: misspelt parameter"),
-        (Method::PUT, "/v1/kv/k?expect=%zz".into(), b"v".to_vec(), 400, "CAS: bad encoding"),
-        (Method::PUT, "/v1/kv/k?expect=a&expect=b".into(), b"v".to_vec(), 400, "CAS: repeated"),
-        (Method::DELETE, "/v1/kv/k?expect=a".into(), vec![], 400, "CAS on delete"),
-        (Method::POST, "/v1/admin/learners".into(), b"{not json".to_vec(), 400, "malformed JSON"),
-        (Method::POST, "/v1/admin/learners".into(), br#"{"id":"four"}"#.to_vec(), 400, "wrong type"),
-        (Method::POST, "/v1/admin/learners".into(), br#"{"id":4,"raft_addr":"nope","http_addr":"x"}"#.to_vec(), 400, "bad address"),
-        (Method::POST, "/v1/admin/promote".into(), b"[1,2]".to_vec(), 400, "promote: not an object"),
-        (Method::POST, "/v1/admin/promote".into(), vec![], 400, "promote: empty body"),
-        (Method::POST, "/v1/admin/promote".into(), br#"{"id":9}"#.to_vec(), 400, "promote: not a learner"),
-        (Method::POST, "/v1/admin/remove".into(), br#"{"idd":1}"#.to_vec(), 400, "remove: unknown field"),
-        (Method::POST, "/v1/admin/remove".into(), br#"{"id":9}"#.to_vec(), 400, "remove: not a member"),
-        (Method::POST, "/v1/admin/transfer".into(), b"{".to_vec(), 400, "transfer: truncated"),
-        (Method::POST, "/v1/admin/transfer".into(), br#"{"to":9}"#.to_vec(), 400, "transfer: not a voter"),
-        (Method::GET, "/v1/watch".into(), vec![], 400, "watch without upgrade"),
+        (
+            Method::GET,
+            "/v1/kv/k?consistency=weird".into(),
+            vec![],
+            400,
+            "bad consistency",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/k?expec=1".into(),
+            b"v".to_vec(),
+            400,
+            "CAS: misspelt parameter",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/k?expect=%zz".into(),
+            b"v".to_vec(),
+            400,
+            "CAS: bad encoding",
+        ),
+        (
+            Method::PUT,
+            "/v1/kv/k?expect=a&expect=b".into(),
+            b"v".to_vec(),
+            400,
+            "CAS: repeated",
+        ),
+        (
+            Method::DELETE,
+            "/v1/kv/k?expect=a".into(),
+            vec![],
+            400,
+            "CAS on delete",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/learners".into(),
+            b"{not json".to_vec(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/learners".into(),
+            br#"{"id":"four"}"#.to_vec(),
+            400,
+            "wrong type",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/learners".into(),
+            br#"{"id":4,"raft_addr":"nope","http_addr":"x"}"#.to_vec(),
+            400,
+            "bad address",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/promote".into(),
+            b"[1,2]".to_vec(),
+            400,
+            "promote: not an object",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/promote".into(),
+            vec![],
+            400,
+            "promote: empty body",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/promote".into(),
+            br#"{"id":9}"#.to_vec(),
+            400,
+            "promote: not a learner",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/remove".into(),
+            br#"{"idd":1}"#.to_vec(),
+            400,
+            "remove: unknown field",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/remove".into(),
+            br#"{"id":9}"#.to_vec(),
+            400,
+            "remove: not a member",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/transfer".into(),
+            b"{".to_vec(),
+            400,
+            "transfer: truncated",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/transfer".into(),
+            br#"{"to":9}"#.to_vec(),
+            400,
+            "transfer: not a voter",
+        ),
+        (
+            Method::GET,
+            "/v1/watch".into(),
+            vec![],
+            400,
+            "watch without upgrade",
+        ),
     ];
     for (m, path, body, status, what) in cases {
         let r = req(&a, m, &path, &body).await;
@@ -68,10 +209,23 @@ async fn bad_input_gets_json_errors_and_the_node_stays_healthy() {
         assert_eq!(s.status, 200, "node unhealthy after {what}");
     }
     // A bad request id.
-    let r = req_h(&a, Method::PUT, "/v1/kv/k", &[("x-request-id", &"r".repeat(500))], b"v").await;
+    let r = req_h(
+        &a,
+        Method::PUT,
+        "/v1/kv/k",
+        &[("x-request-id", &"r".repeat(500))],
+        b"v",
+    )
+    .await;
     assert_json_error(&r, 400, "long request id");
     // Exactly at the limits is fine.
-    let r = req(&a, Method::PUT, &format!("/v1/kv/{}", "k".repeat(1024)), &[b'x'; 1024]).await;
+    let r = req(
+        &a,
+        Method::PUT,
+        &format!("/v1/kv/{}", "k".repeat(1024)),
+        &[b'x'; 1024],
+    )
+    .await;
     assert_eq!(r.status, 200, "{r:?}");
     let r = req(&a, Method::GET, "/v1/kv/%C3%A9t%C3%A9", b"").await;
     assert_json_error(&r, 404, "absent key");
@@ -94,7 +248,10 @@ async fn cas_and_request_ids() {
     let r = req(&a, Method::PUT, "/v1/kv/c?expect=one", b"two").await;
     assert_eq!(r.status, 200, "{r:?}");
     let r = req(&a, Method::PUT, "/v1/kv/absent?expect=x", b"v").await;
-    assert_eq!((r.status, r.json()["current"].clone()), (409, serde_json::Value::Null));
+    assert_eq!(
+        (r.status, r.json()["current"].clone()),
+        (409, serde_json::Value::Null)
+    );
     let r = req(&a, Method::GET, "/v1/kv/c", b"").await;
     assert_eq!(&r.body[..], b"two");
 
@@ -126,11 +283,19 @@ async fn fault_injection_needs_its_flag() {
     for path in ["/v1/admin/isolate", "/v1/admin/heal"] {
         let r = req(&a, Method::POST, path, br#"{"peers":[2]}"#).await;
         assert_json_error(&r, 403, path);
-        assert!(r.json()["error"].as_str().unwrap().contains("--enable-fault-injection"));
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--enable-fault-injection"));
     }
     drop(cl);
 
-    let cl = cluster("faults-on", Net::Tcp, &[1, 2, 3], &["--enable-fault-injection"]);
+    let cl = cluster(
+        "faults-on",
+        Net::Tcp,
+        &[1, 2, 3],
+        &["--enable-fault-injection"],
+    );
     let ids = cl.ids();
     let l = leader(&cl, &ids).await;
     // Cut the leader off from everyone: the others elect a new leader, the
@@ -138,14 +303,25 @@ async fn fault_injection_needs_its_flag() {
     let r = req(&cl.http(l), Method::POST, "/v1/admin/isolate", b"").await;
     assert_eq!(r.status, 200, "{r:?}");
     let st = cl.status(l).await.unwrap();
-    let mut iso: Vec<u64> = st["isolated_from"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let mut iso: Vec<u64> = st["isolated_from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     iso.sort();
     let others: Vec<u64> = ids.iter().copied().filter(|i| *i != l).collect();
     assert_eq!(iso, others);
     let nl = leader(&cl, &others).await;
     assert_ne!(nl, l);
     put_ok(&cl, nl, "during-partition", "x").await;
-    let r = req(&cl.http(l), Method::GET, "/v1/kv/during-partition?consistency=stale", b"").await;
+    let r = req(
+        &cl.http(l),
+        Method::GET,
+        "/v1/kv/during-partition?consistency=stale",
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 404, "the isolated node cannot have it");
     // Heal: the old leader rejoins and catches up.
     let r = req(&cl.http(l), Method::POST, "/v1/admin/heal", b"").await;
@@ -163,8 +339,17 @@ async fn status_metrics_and_watch() {
     let a = cl.http(l);
     let st = cl.status(l).await.unwrap();
     for field in [
-        "id", "role", "term", "leader", "commit_index", "applied_index", "last_log_index",
-        "voters", "learners", "peers", "isolated_from",
+        "id",
+        "role",
+        "term",
+        "leader",
+        "commit_index",
+        "applied_index",
+        "last_log_index",
+        "voters",
+        "learners",
+        "peers",
+        "isolated_from",
     ] {
         assert!(st.get(field).is_some(), "status lacks {field}: {st}");
     }
@@ -177,10 +362,16 @@ async fn status_metrics_and_watch() {
         .expect("websocket");
     async fn next<S>(ws: &mut S) -> serde_json::Value
     where
-        S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
-            + Unpin,
+        S: futures::Stream<
+                Item = Result<
+                    tokio_tungstenite::tungstenite::Message,
+                    tokio_tungstenite::tungstenite::Error,
+                >,
+            > + Unpin,
     {
-        let m = tokio::time::timeout(REQ, ws.next()).await.expect("event in time");
+        let m = tokio::time::timeout(REQ, ws.next())
+            .await
+            .expect("event in time");
         let m = m.expect("stream open").expect("frame");
         serde_json::from_str(m.to_text().expect("text")).expect("JSON")
     }
@@ -226,7 +417,12 @@ async fn status_metrics_and_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_bound_the_log_and_bring_a_node_back() {
-    let mut cl = cluster("snapshots", Net::Tcp, &[1, 2, 3], &["--snapshot-every", "50"]);
+    let mut cl = cluster(
+        "snapshots",
+        Net::Tcp,
+        &[1, 2, 3],
+        &["--snapshot-every", "50"],
+    );
     let ids = cl.ids();
     let l = leader(&cl, &ids).await;
     let lagger = *ids.iter().find(|i| **i != l).unwrap();
@@ -238,6 +434,15 @@ async fn snapshots_bound_the_log_and_bring_a_node_back() {
     assert!(st["snapshot_index"].as_u64().unwrap() >= 250, "{st}");
     cl.restart(lagger).expect("restart");
     wait_value(&cl, lagger, "s19", "v299", FORM).await;
+    // It came back through a snapshot from the leader, not the log.
+    let m = req(&cl.http(lagger), Method::GET, "/metrics", b"").await;
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    let installed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("raft_snapshots_installed_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("metric present");
+    assert!(installed >= 1, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,13 +481,20 @@ async fn embedded_mem_cluster_serves_the_same_api() {
         if let Some(l) = r {
             break l;
         }
-        assert!(Instant::now() < deadline, "no leader in the embedded cluster");
+        assert!(
+            Instant::now() < deadline,
+            "no leader in the embedded cluster"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let r = req_follow(&addrs[2], Method::PUT, "/v1/kv/mem", &[], b"yes", FORM).await.unwrap();
+    let r = req_follow(&addrs[2], Method::PUT, "/v1/kv/mem", &[], b"yes", FORM)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     for a in &addrs {
-        let r = req_follow(a, Method::GET, "/v1/kv/mem", &[], b"", FORM).await.unwrap();
+        let r = req_follow(a, Method::GET, "/v1/kv/mem", &[], b"", FORM)
+            .await
+            .unwrap();
         assert_eq!((r.status, &r.body[..]), (200, &b"yes"[..]), "{a}");
         let s = req(a, Method::GET, "/v1/status", b"").await;
         assert_eq!(s.json()["voters"], serde_json::json!([1, 2, 3]));
@@ -306,12 +518,27 @@ fn bad_flags_and_config_exit_2_with_one_line() {
     let cases: Vec<Vec<String>> = vec![
         vec!["--bogus".into()],
         vec!["--id".into(), "x".into()],
-        vec!["--id".into(), "1".into(), "--transport".into(), "carrier-pigeon".into()],
+        vec![
+            "--id".into(),
+            "1".into(),
+            "--transport".into(),
+            "carrier-pigeon".into(),
+        ],
         vec!["--id".into(), "1".into(), "--peer".into(), "garbage".into()],
-        vec!["--id".into(), "1".into(), "--election-ticks".into(), "3".into(), "--heartbeat-ticks".into(), "3".into()],
+        vec![
+            "--id".into(),
+            "1".into(),
+            "--election-ticks".into(),
+            "3".into(),
+            "--heartbeat-ticks".into(),
+            "3".into(),
+        ],
         vec!["--config".into(), bad_toml.display().to_string()],
         vec!["--config".into(), unknown_toml.display().to_string()],
-        vec!["--config".into(), dir.join("missing.toml").display().to_string()],
+        vec![
+            "--config".into(),
+            dir.join("missing.toml").display().to_string(),
+        ],
     ];
     for args in cases {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -329,14 +556,39 @@ fn help_lists_every_option_with_defaults() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for opt in [
-        "--config", "--id", "--data-dir", "--raft-addr", "--http-addr", "--peer", "--cluster-id",
-        "--transport", "--tls-cert", "--tls-key", "--tls-ca", "--tick-ms", "--election-ticks",
-        "--heartbeat-ticks", "--snapshot-every", "--request-timeout-ms", "--max-value-bytes",
-        "--enable-fault-injection", "--join", "--nodes",
+        "--config",
+        "--id",
+        "--data-dir",
+        "--raft-addr",
+        "--http-addr",
+        "--peer",
+        "--cluster-id",
+        "--transport",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-ca",
+        "--tick-ms",
+        "--election-ticks",
+        "--heartbeat-ticks",
+        "--snapshot-every",
+        "--request-timeout-ms",
+        "--max-value-bytes",
+        "--enable-fault-injection",
+        "--join",
+        "--nodes",
     ] {
         assert!(help.contains(opt), "--help lacks {opt}:\n{help}");
     }
-    for default in ["[default: 10]", "[default: 15]", "[default: 3]", "[default: 10000]", "[default: 5000]", "[default: 1048576]", "[default: tcp]", "[default: 1]"] {
+    for default in [
+        "[default: 10]",
+        "[default: 15]",
+        "[default: 3]",
+        "[default: 10000]",
+        "[default: 5000]",
+        "[default: 1048576]",
+        "[default: tcp]",
+        "[default: 1]",
+    ] {
         assert!(help.contains(default), "--help lacks {default}:\n{help}");
     }
 }
@@ -356,7 +608,10 @@ async fn port_in_use_is_named_and_sigterm_exits_cleanly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&port.to_string()) && err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&port.to_string()) && err.contains("in use"),
+        "{err}"
+    );
 
     let out = Command::new(BIN)
         .args(["--id", "1", "--raft-addr", &format!("127.0.0.1:{port}")])
@@ -368,7 +623,10 @@ async fn port_in_use_is_named_and_sigterm_exits_cleanly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&port.to_string()) && err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&port.to_string()) && err.contains("in use"),
+        "{err}"
+    );
     drop(taken);
 
     // SIGTERM: exits 0, and what was acknowledged is there after restart.

@@ -3,6 +3,9 @@
 //! leader, loses nothing acknowledged when every node is killed and
 //! restarted, and changes membership while serving.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod binary_common;
 
 use binary_common::*;
@@ -22,9 +25,16 @@ async fn replicate_fail_over_and_recover(net: Net) {
     assert!(r["term"].as_u64().unwrap() > 0, "{r}");
     acked.insert("greeting".into(), "hello".into());
     for id in &ids {
-        let r = req_follow(&cl.http(*id), Method::GET, "/v1/kv/greeting", &[], b"", FORM)
-            .await
-            .expect("answer");
+        let r = req_follow(
+            &cl.http(*id),
+            Method::GET,
+            "/v1/kv/greeting",
+            &[],
+            b"",
+            FORM,
+        )
+        .await
+        .expect("answer");
         assert_eq!(r.status, 200, "node {id}: {r:?}");
         assert_eq!(&r.body[..], b"hello", "node {id}");
     }
@@ -72,10 +82,22 @@ async fn replicate_fail_over_and_recover(net: Net) {
     }
     let l2 = leader(&cl, &ids).await;
     for (k, v) in &acked {
-        let r = req_follow(&cl.http(l2), Method::GET, &format!("/v1/kv/{k}"), &[], b"", FORM)
-            .await
-            .expect("answer");
-        assert_eq!(r.status, 200, "{k} lost after restart: {r:?}\n{}", cl.log_tails(20));
+        let r = req_follow(
+            &cl.http(l2),
+            Method::GET,
+            &format!("/v1/kv/{k}"),
+            &[],
+            b"",
+            FORM,
+        )
+        .await
+        .expect("answer");
+        assert_eq!(
+            r.status,
+            200,
+            "{k} lost after restart: {r:?}\n{}",
+            cl.log_tails(20)
+        );
         assert_eq!(r.body, v.as_bytes(), "{k}");
     }
     put_ok(&cl, l2, "after-restart", "ok").await;
@@ -90,30 +112,62 @@ async fn membership_changes(net: Net) {
     // A fourth node joins as a learner, catches up, is promoted.
     cl.start_joining(4).expect("spawn node 4");
     let n4 = cl.node(4).unwrap();
-    let body = serde_json::json!({"id": 4, "raft_addr": n4.raft_addr, "http_addr": n4.http_addr}).to_string();
-    let r = req_follow(&cl.http(l), Method::POST, "/v1/admin/learners", &[], body.as_bytes(), FORM)
-        .await
-        .expect("answer");
+    let body = serde_json::json!({"id": 4, "raft_addr": n4.raft_addr, "http_addr": n4.http_addr})
+        .to_string();
+    let r = req_follow(
+        &cl.http(l),
+        Method::POST,
+        "/v1/admin/learners",
+        &[],
+        body.as_bytes(),
+        FORM,
+    )
+    .await
+    .expect("answer");
     assert_eq!(r.status, 200, "{r:?}\n{}", cl.log_tails(30));
     assert_eq!(r.json()["learners"], serde_json::json!([4]), "{r:?}");
     wait_value(&cl, 4, "before", "1", FORM).await;
     let st = cl.status(4).await.expect("status of node 4");
     assert_eq!(st["role"], "learner", "{st}");
 
-    let r = req_follow(&cl.http(l), Method::POST, "/v1/admin/promote", &[], br#"{"id":4}"#, FORM)
-        .await
-        .expect("answer");
+    let r = req_follow(
+        &cl.http(l),
+        Method::POST,
+        "/v1/admin/promote",
+        &[],
+        br#"{"id":4}"#,
+        FORM,
+    )
+    .await
+    .expect("answer");
     assert_eq!(r.status, 200, "{r:?}\n{}", cl.log_tails(30));
     assert_eq!(r.json()["voters"], serde_json::json!([1, 2, 3, 4]), "{r:?}");
+    // The new member sees the same membership (not, say, itself alone).
+    let deadline = Instant::now() + FORM;
+    loop {
+        let st = cl.status(4).await.expect("status of node 4");
+        if st["voters"] == serde_json::json!([1, 2, 3, 4]) && st["role"] == "follower" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4's view: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Remove an original node (one that does not lead, so the answer comes
     // from a leader that stays).
     let l = leader(&cl, &[1, 2, 3, 4]).await;
     let victim = *ids.iter().find(|i| **i != l).unwrap();
     let body = format!(r#"{{"id":{victim}}}"#);
-    let r = req_follow(&cl.http(l), Method::POST, "/v1/admin/remove", &[], body.as_bytes(), FORM)
-        .await
-        .expect("answer");
+    let r = req_follow(
+        &cl.http(l),
+        Method::POST,
+        "/v1/admin/remove",
+        &[],
+        body.as_bytes(),
+        FORM,
+    )
+    .await
+    .expect("answer");
     assert_eq!(r.status, 200, "{r:?}\n{}", cl.log_tails(30));
     let voters: Vec<u64> = r.json()["voters"]
         .as_array()
@@ -121,7 +175,10 @@ async fn membership_changes(net: Net) {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    assert!(!voters.contains(&victim) && voters.contains(&4), "{voters:?}");
+    assert!(
+        !voters.contains(&victim) && voters.contains(&4),
+        "{voters:?}"
+    );
     cl.kill(victim);
 
     // The cluster keeps serving, and the new member serves reads and
@@ -137,7 +194,10 @@ async fn membership_changes(net: Net) {
         .expect("answer");
     assert_eq!((r.status, &r.body[..]), (200, &b"1"[..]));
     let st = cl.status(l).await.expect("status");
-    assert!(st["peers"].get("4").is_some(), "leader knows node 4's address: {st}");
+    assert!(
+        st["peers"].get("4").is_some(),
+        "leader knows node 4's address: {st}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

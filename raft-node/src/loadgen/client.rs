@@ -130,7 +130,8 @@ impl Conn {
         for (k, v) in headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| ClientError::Invalid(e.to_string()))?;
-            let value = HeaderValue::from_str(v).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| ClientError::Invalid(e.to_string()))?;
             req = req.header(name, value);
         }
         let req = req

@@ -98,7 +98,11 @@ impl Drop for LocalCluster {
 impl LocalCluster {
     /// A cluster with no nodes yet, keeping its files under a fresh
     /// directory; `bin` is the `raft-node` executable.
-    pub fn new(bin: impl Into<PathBuf>, tag: &str, common_args: Vec<String>) -> std::io::Result<Self> {
+    pub fn new(
+        bin: impl Into<PathBuf>,
+        tag: &str,
+        common_args: Vec<String>,
+    ) -> std::io::Result<Self> {
         Ok(LocalCluster {
             bin: bin.into(),
             dir: fresh_dir(tag)?,
@@ -141,7 +145,12 @@ impl LocalCluster {
             .collect();
         for (id, raft, http) in specs {
             let mut args = peer_args.clone();
-            args.extend(["--raft-addr".into(), raft.clone(), "--http-addr".into(), http.clone()]);
+            args.extend([
+                "--raft-addr".into(),
+                raft.clone(),
+                "--http-addr".into(),
+                http.clone(),
+            ]);
             self.add_node(id, raft, http, args)?;
         }
         Ok(())
@@ -173,7 +182,13 @@ impl LocalCluster {
         self.add_node(id, raft, http, args)
     }
 
-    fn add_node(&mut self, id: u64, raft: String, http: String, args: Vec<String>) -> std::io::Result<()> {
+    fn add_node(
+        &mut self,
+        id: u64,
+        raft: String,
+        http: String,
+        args: Vec<String>,
+    ) -> std::io::Result<()> {
         let data_dir = self.dir.join(format!("node-{id}"));
         let log = self.dir.join(format!("node-{id}.log"));
         let mut all = vec![
@@ -212,7 +227,10 @@ impl LocalCluster {
         let child = Command::new(&self.bin)
             .args(&n.args)
             .args(&self.common_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

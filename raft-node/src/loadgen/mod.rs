@@ -382,9 +382,15 @@ pub async fn measure_failover(
             }
         }
         let Some(took) = took else {
-            anyhow::bail!("no write succeeded within 10 s of killing the leader:\n{}", cl.log_tails(30));
+            anyhow::bail!(
+                "no write succeeded within 10 s of killing the leader:\n{}",
+                cl.log_tails(30)
+            );
         };
-        println!("failover trial {trial}: killed node {leader}, first successful put after {:.1} ms", ms(took));
+        println!(
+            "failover trial {trial}: killed node {leader}, first successful put after {:.1} ms",
+            ms(took)
+        );
         samples.push(took);
         cl.restart(leader)?;
         // Wait until the restarted node has caught up.
@@ -436,18 +442,29 @@ async fn put_until_ok(addr: &str, key: &str, timeout: Duration) -> anyhow::Resul
 /// `raft-node loadgen`: runs every (op, clients) pair and prints one line
 /// each, then the failover trials if asked.
 pub async fn main(args: LoadgenArgs) -> anyhow::Result<()> {
-    let node_args: Vec<String> = args.node_args.split_whitespace().map(str::to_owned).collect();
+    let node_args: Vec<String> = args
+        .node_args
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
     let bin = std::env::current_exe()?;
     let mut local = None;
     let endpoints = if args.endpoints.is_empty() {
         let mut cl = cluster::LocalCluster::new(bin.clone(), "loadgen", node_args.clone())?;
         cl.start_initial(&[1, 2, 3])?;
         let ids = cl.ids();
-        if cl.wait_leader(&ids, Duration::from_secs(10)).await.is_none() {
+        if cl
+            .wait_leader(&ids, Duration::from_secs(10))
+            .await
+            .is_none()
+        {
             anyhow::bail!("the local cluster elected no leader:\n{}", cl.log_tails(20));
         }
         let e = ids.iter().map(|i| cl.http(*i)).collect();
-        println!("started a local 3-node tcp cluster in {}", cl.dir().display());
+        println!(
+            "started a local 3-node tcp cluster in {}",
+            cl.dir().display()
+        );
         local = Some(cl);
         e
     } else {

@@ -196,7 +196,12 @@ pub struct GenCertsArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// The node ids to issue certificates for (comma-separated).
-    #[arg(long, value_name = "IDS", value_delimiter = ',', default_value = "1,2,3")]
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        default_value = "1,2,3"
+    )]
     pub ids: Vec<u64>,
 }
 
@@ -279,9 +284,8 @@ where
     if let Some(path) = cli.config.clone() {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        let file: FileConfig = toml::from_str(&text).map_err(|e| {
-            format!("invalid config file {}: {}", path.display(), toml_error(&e))
-        })?;
+        let file: FileConfig = toml::from_str(&text)
+            .map_err(|e| format!("invalid config file {}: {}", path.display(), toml_error(&e)))?;
         merge(&mut cli, file, &matches)?;
     }
     validate(&cli)?;
@@ -292,7 +296,11 @@ where
 /// line of the multi-line rendering).
 fn toml_error(e: &toml::de::Error) -> String {
     let text = e.to_string();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     match (lines.first(), lines.last()) {
         (Some(a), Some(b)) if a != b => format!("{a}: {b}"),
         (Some(a), _) => (*a).to_owned(),

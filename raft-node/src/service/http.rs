@@ -121,6 +121,20 @@ impl ApiState {
     }
 }
 
+/// A rejected input: a status and a message, rendered as a JSON error.
+#[derive(Debug)]
+struct Rejection(StatusCode, String);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        err(self.0, self.1)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Rejection {
+    Rejection(StatusCode::BAD_REQUEST, msg.into())
+}
+
 /// A JSON error response.
 fn err(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": msg.into() }))).into_response()
@@ -142,10 +156,7 @@ fn unavailable(msg: impl Into<String>, extra: Option<(&str, &str)>) -> Response 
 }
 
 fn unknown_outcome(status: StatusCode, msg: impl Into<String>) -> Response {
-    let mut r = err_json(
-        status,
-        json!({ "error": msg.into(), "outcome": "unknown" }),
-    );
+    let mut r = err_json(status, json!({ "error": msg.into(), "outcome": "unknown" }));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -156,10 +167,7 @@ fn unknown_outcome(status: StatusCode, msg: impl Into<String>) -> Response {
 /// Builds the router.
 pub fn router(state: St) -> Router {
     Router::new()
-        .route(
-            "/v1/kv/{*key}",
-            get(kv_get).put(kv_put).delete(kv_delete),
-        )
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/v1/kv", axum::routing::any(empty_key))
         .route("/v1/kv/", axum::routing::any(empty_key))
         .route("/v1/status", get(status))
@@ -207,7 +215,8 @@ async fn track(State(st): State<St>, req: Request, next: Next) -> Response {
     };
     let t0 = Instant::now();
     let resp = next.run(req).await;
-    st.metrics.request(route, resp.status().as_u16(), t0.elapsed());
+    st.metrics
+        .request(route, resp.status().as_u16(), t0.elapsed());
     resp
 }
 
@@ -291,93 +300,69 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Result<Vec<u8>, String> {
 
 /// The key of a `/v1/kv/{key}` path: one non-empty UTF-8 segment of at
 /// most [`MAX_KEY_BYTES`] bytes.
-fn parse_key(path: &str) -> Result<String, Response> {
+fn parse_key(path: &str) -> Result<String, Rejection> {
     let raw = path.strip_prefix("/v1/kv/").unwrap_or("");
     if raw.is_empty() {
-        return Err(err(StatusCode::BAD_REQUEST, "the key must not be empty"));
+        return Err(bad("the key must not be empty"));
     }
     if raw.contains('/') {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
+        return Err(bad(
             "the key must be a single path segment (encode '/' as %2F)",
         ));
     }
     if raw.len() > 3 * MAX_KEY_BYTES {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("the key is longer than {MAX_KEY_BYTES} bytes"),
-        ));
+        return Err(bad(format!("the key is longer than {MAX_KEY_BYTES} bytes")));
     }
-    let bytes = percent_decode(raw, false)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad key: {e}")))?;
+    let bytes = percent_decode(raw, false).map_err(|e| bad(format!("bad key: {e}")))?;
     if bytes.len() > MAX_KEY_BYTES {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the key is {} bytes long; the limit is {MAX_KEY_BYTES}",
-                bytes.len()
-            ),
-        ));
+        return Err(bad(format!(
+            "the key is {} bytes long; the limit is {MAX_KEY_BYTES}",
+            bytes.len()
+        )));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| err(StatusCode::BAD_REQUEST, "the key is not valid UTF-8"))
+    String::from_utf8(bytes).map_err(|_| bad("the key is not valid UTF-8"))
 }
 
 /// Query parameters, each at most once, from an allowed set.
-fn parse_query(q: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, Vec<u8>>, Response> {
+fn parse_query(q: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, Vec<u8>>, Rejection> {
     let mut out = BTreeMap::new();
     let Some(q) = q else { return Ok(out) };
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = String::from_utf8(
-            percent_decode(k, true)
-                .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad query parameter: {e}")))?,
+            percent_decode(k, true).map_err(|e| bad(format!("bad query parameter: {e}")))?,
         )
-        .map_err(|_| err(StatusCode::BAD_REQUEST, "query parameter names must be UTF-8"))?;
+        .map_err(|_| bad("query parameter names must be UTF-8"))?;
         if !allowed.contains(&k.as_str()) {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown query parameter '{k}' (allowed here: {})",
-                    if allowed.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        allowed.join(", ")
-                    }
-                ),
-            ));
+            return Err(bad(format!(
+                "unknown query parameter '{k}' (allowed here: {})",
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            )));
         }
-        let v = percent_decode(v, true).map_err(|e| {
-            err(
-                StatusCode::BAD_REQUEST,
-                format!("bad value for query parameter '{k}': {e}"),
-            )
-        })?;
+        let v = percent_decode(v, true)
+            .map_err(|e| bad(format!("bad value for query parameter '{k}': {e}")))?;
         if out.insert(k.clone(), v).is_some() {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                format!("query parameter '{k}' given more than once"),
-            ));
+            return Err(bad(format!("query parameter '{k}' given more than once")));
         }
     }
     Ok(out)
 }
 
-fn request_id(headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn request_id(headers: &HeaderMap) -> Result<Option<String>, Rejection> {
     let Some(v) = headers.get("x-request-id") else {
         return Ok(None);
     };
-    let s = v.to_str().map_err(|_| {
-        err(
-            StatusCode::BAD_REQUEST,
-            "X-Request-Id must be printable ASCII",
-        )
-    })?;
+    let s = v
+        .to_str()
+        .map_err(|_| bad("X-Request-Id must be printable ASCII"))?;
     if s.is_empty() || s.len() > MAX_REQUEST_ID_BYTES {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("X-Request-Id must be 1 to {MAX_REQUEST_ID_BYTES} bytes long"),
-        ));
+        return Err(bad(format!(
+            "X-Request-Id must be 1 to {MAX_REQUEST_ID_BYTES} bytes long"
+        )));
     }
     Ok(Some(s.to_owned()))
 }
@@ -481,11 +466,11 @@ async fn find_leader(st: &ApiState, uri: &Uri, deadline: Instant) -> Result<Lead
 async fn kv_get(State(st): State<St>, uri: Uri) -> Response {
     let key = match parse_key(uri.path()) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let q = match parse_query(uri.query(), &["consistency"]) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let stale = match q.get("consistency").map(|v| v.as_slice()) {
         None | Some(b"linearizable") => false,
@@ -557,11 +542,11 @@ async fn kv_get(State(st): State<St>, uri: Uri) -> Response {
 async fn kv_put(State(st): State<St>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let key = match parse_key(uri.path()) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let q = match parse_query(uri.query(), &["expect"]) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let expect = match q.get("expect") {
         None => None,
@@ -579,7 +564,7 @@ async fn kv_put(State(st): State<St>, uri: Uri, headers: HeaderMap, body: Body) 
     };
     let rid = match request_id(&headers) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let value = match read_body(&headers, body, st.max_value_bytes).await {
         Ok(b) => b,
@@ -595,14 +580,14 @@ async fn kv_put(State(st): State<St>, uri: Uri, headers: HeaderMap, body: Body) 
 async fn kv_delete(State(st): State<St>, uri: Uri, headers: HeaderMap) -> Response {
     let key = match parse_key(uri.path()) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Err(r) = parse_query(uri.query(), &[]) {
-        return r;
+        return r.into_response();
     }
     let rid = match request_id(&headers) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     write(
         &st,
@@ -650,7 +635,8 @@ async fn write(st: &ApiState, uri: &Uri, cmd: KvCommand) -> Response {
                 }
                 KvOutcome::Conflict { current } => {
                     st.metrics.proposal("conflict");
-                    let cur = current.map(|v| Value::String(String::from_utf8_lossy(&v).into_owned()));
+                    let cur =
+                        current.map(|v| Value::String(String::from_utf8_lossy(&v).into_owned()));
                     err_json(
                         StatusCode::CONFLICT,
                         json!({ "error": "conflict", "current": cur, "index": r.index, "term": r.term }),
@@ -801,9 +787,27 @@ async fn metrics_text(State(st): State<St>) -> Response {
         "The leader this node knows of (0: none).",
         s.leader.map(|l| l.0).unwrap_or(0),
     );
-    metric(&mut out, "raft_commit_index", "gauge", "The commit index.", s.commit_index);
-    metric(&mut out, "raft_applied_index", "gauge", "The applied index.", s.applied_index);
-    metric(&mut out, "raft_last_log_index", "gauge", "The last log index.", s.last_log_index);
+    metric(
+        &mut out,
+        "raft_commit_index",
+        "gauge",
+        "The commit index.",
+        s.commit_index,
+    );
+    metric(
+        &mut out,
+        "raft_applied_index",
+        "gauge",
+        "The applied index.",
+        s.applied_index,
+    );
+    metric(
+        &mut out,
+        "raft_last_log_index",
+        "gauge",
+        "The last log index.",
+        s.last_log_index,
+    );
     metric(
         &mut out,
         "raft_snapshot_index",
@@ -819,8 +823,20 @@ async fn metrics_text(State(st): State<St>) -> Response {
         s.pending_proposals,
     );
     let (voters, learners) = membership_lists(&s);
-    metric(&mut out, "raft_voters", "gauge", "Voting members.", voters.len());
-    metric(&mut out, "raft_learners", "gauge", "Learners.", learners.len());
+    metric(
+        &mut out,
+        "raft_voters",
+        "gauge",
+        "Voting members.",
+        voters.len(),
+    );
+    metric(
+        &mut out,
+        "raft_learners",
+        "gauge",
+        "Learners.",
+        learners.len(),
+    );
     metric(
         &mut out,
         "raft_snapshots_taken_total",
@@ -852,7 +868,10 @@ async fn metrics_text(State(st): State<St>) -> Response {
     let counters = st.faults.peer_counters();
     out.push_str("# HELP raft_peer_messages_sent_total Messages handed to the network, per peer.\n# TYPE raft_peer_messages_sent_total counter\n");
     for (p, c) in &counters {
-        out.push_str(&format!("raft_peer_messages_sent_total{{peer=\"{p}\"}} {}\n", c.sent));
+        out.push_str(&format!(
+            "raft_peer_messages_sent_total{{peer=\"{p}\"}} {}\n",
+            c.sent
+        ));
     }
     out.push_str("# HELP raft_peer_messages_dropped_total Messages dropped (queue full, unreachable or isolated), per peer.\n# TYPE raft_peer_messages_dropped_total counter\n");
     for (p, c) in &counters {
@@ -870,7 +889,13 @@ async fn metrics_text(State(st): State<St>) -> Response {
     }
     let (keys, bytes, dedup) = st.kv.with(|k| (k.len(), k.value_bytes(), k.dedup_len()));
     metric(&mut out, "raft_kv_keys", "gauge", "Keys in the map.", keys);
-    metric(&mut out, "raft_kv_value_bytes", "gauge", "Bytes of values in the map.", bytes);
+    metric(
+        &mut out,
+        "raft_kv_value_bytes",
+        "gauge",
+        "Bytes of values in the map.",
+        bytes,
+    );
     metric(
         &mut out,
         "raft_kv_dedup_entries",
@@ -1036,7 +1061,8 @@ fn valid_addr(a: &str) -> bool {
 fn membership_answer(st: &ApiState, extra: Value) -> Response {
     let s = st.handle.status();
     let (voters, learners) = membership_lists(&s);
-    let mut body = json!({ "ok": true, "voters": voters, "learners": learners, "index": s.applied_index });
+    let mut body =
+        json!({ "ok": true, "voters": voters, "learners": learners, "index": s.applied_index });
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             b.insert(k.clone(), v.clone());
@@ -1068,7 +1094,12 @@ async fn require_leader(st: &ApiState, uri: &Uri) -> Result<(), Response> {
     }
 }
 
-async fn admin_learners(State(st): State<St>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn admin_learners(
+    State(st): State<St>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let req: LearnerReq = match parse_json(&headers, body, None).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -1150,7 +1181,12 @@ async fn admin_remove(State(st): State<St>, uri: Uri, headers: HeaderMap, body: 
     }
 }
 
-async fn admin_transfer(State(st): State<St>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn admin_transfer(
+    State(st): State<St>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let req: TransferReq = match parse_json(&headers, body, None).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -1160,7 +1196,11 @@ async fn admin_transfer(State(st): State<St>, uri: Uri, headers: HeaderMap, body
     }
     let to = NodeId(req.to);
     if to == st.id {
-        return (StatusCode::OK, axum::Json(json!({ "ok": true, "leader": to.0 }))).into_response();
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "ok": true, "leader": to.0 })),
+        )
+            .into_response();
     }
     if !st.handle.status().membership.is_voter(to) {
         return err(
@@ -1169,7 +1209,11 @@ async fn admin_transfer(State(st): State<St>, uri: Uri, headers: HeaderMap, body
         );
     }
     match st.handle.transfer_leadership(to).await {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({ "ok": true, "leader": to.0 }))).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({ "ok": true, "leader": to.0 })),
+        )
+            .into_response(),
         Err(RtError::Timeout) => err(
             StatusCode::GATEWAY_TIMEOUT,
             format!("node {to} did not take over in time"),
@@ -1241,7 +1285,9 @@ mod tests {
     fn query_is_validated() {
         let q = parse_query(Some("expect="), &["expect"]).ok().unwrap();
         assert_eq!(q["expect"], b"");
-        let q = parse_query(Some("expect=a+b%21"), &["expect"]).ok().unwrap();
+        let q = parse_query(Some("expect=a+b%21"), &["expect"])
+            .ok()
+            .unwrap();
         assert_eq!(q["expect"], b"a b!");
         assert!(parse_query(Some("expect=%"), &["expect"]).is_err());
         assert!(parse_query(Some("expect=1&expect=2"), &["expect"]).is_err());

@@ -525,6 +525,30 @@ impl KvStore {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::state_machine::StateMachine for KvStore {
+    async fn apply(
+        &mut self,
+        commands: &[crate::state_machine::Command<'_>],
+    ) -> Result<Vec<Bytes>, crate::state_machine::StateMachineError> {
+        Ok(commands
+            .iter()
+            .map(|c| Bytes::from(self.apply_entry(c.index, c.term, c.data)))
+            .collect())
+    }
+
+    async fn snapshot(&mut self) -> Result<Bytes, crate::state_machine::StateMachineError> {
+        Ok(Bytes::from(KvStore::snapshot(self)))
+    }
+
+    async fn restore(
+        &mut self,
+        snapshot: Bytes,
+    ) -> Result<(), crate::state_machine::StateMachineError> {
+        KvStore::restore(self, &snapshot).map_err(crate::state_machine::StateMachineError::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,14 +596,24 @@ mod tests {
         let r = kv.apply_command(
             3,
             1,
-            &put(None, "a", "y", Some(Expect::Value(Bytes::from_static(b"x")))),
+            &put(
+                None,
+                "a",
+                "y",
+                Some(Expect::Value(Bytes::from_static(b"x"))),
+            ),
         );
         assert_eq!(r.outcome, KvOutcome::Done);
         assert_eq!(kv.reader().get("a"), Some(Bytes::from_static(b"y")));
         let r = kv.apply_command(
             4,
             1,
-            &put(None, "b", "y", Some(Expect::Value(Bytes::from_static(b"x")))),
+            &put(
+                None,
+                "b",
+                "y",
+                Some(Expect::Value(Bytes::from_static(b"x"))),
+            ),
         );
         assert_eq!(r.outcome, KvOutcome::Conflict { current: None });
     }
@@ -613,13 +647,23 @@ mod tests {
         }
         assert_eq!(kv.reader().with(|s| s.dedup_len()), 3);
         // r9 is remembered, r0 was evicted and would apply again.
-        assert!(kv.apply_command(20, 1, &put(Some("r9"), "k", "v", None)).duplicate);
-        assert!(!kv.apply_command(21, 1, &put(Some("r0"), "k", "v", None)).duplicate);
+        assert!(
+            kv.apply_command(20, 1, &put(Some("r9"), "k", "v", None))
+                .duplicate
+        );
+        assert!(
+            !kv.apply_command(21, 1, &put(Some("r0"), "k", "v", None))
+                .duplicate
+        );
         // Eviction order survives a snapshot: r7 is now the oldest.
         let mut other = KvStore::new(3);
         other.restore(&kv.snapshot()).unwrap();
         other.apply_command(22, 1, &put(Some("new"), "k", "v", None));
-        assert!(!other.apply_command(23, 1, &put(Some("r8"), "k", "v", None)).duplicate);
+        assert!(
+            !other
+                .apply_command(23, 1, &put(Some("r8"), "k", "v", None))
+                .duplicate
+        );
     }
 
     #[test]
@@ -644,26 +688,5 @@ mod tests {
         assert_eq!(other.reader().with(|s| s.len()), 100);
         assert_eq!(other.reader().with(|s| s.value_bytes()), 100);
         assert_eq!(other.reader().get("k42"), Some(Bytes::from_static(b"v")));
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::state_machine::StateMachine for KvStore {
-    async fn apply(
-        &mut self,
-        commands: &[crate::state_machine::Command<'_>],
-    ) -> Result<Vec<Bytes>, crate::state_machine::StateMachineError> {
-        Ok(commands
-            .iter()
-            .map(|c| Bytes::from(self.apply_entry(c.index, c.term, c.data)))
-            .collect())
-    }
-
-    async fn snapshot(&mut self) -> Result<Bytes, crate::state_machine::StateMachineError> {
-        Ok(Bytes::from(KvStore::snapshot(self)))
-    }
-
-    async fn restore(&mut self, snapshot: Bytes) -> Result<(), crate::state_machine::StateMachineError> {
-        KvStore::restore(self, &snapshot).map_err(crate::state_machine::StateMachineError::new)
     }
 }

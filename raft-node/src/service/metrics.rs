@@ -10,8 +10,8 @@ use std::time::Duration;
 
 /// Upper bounds (seconds) of the request latency buckets.
 pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0,
+    0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// A fixed-bucket latency histogram.
@@ -57,13 +57,30 @@ impl Histogram {
 
 /// The routes requests are counted under.
 pub const ROUTES: [&str; 11] = [
-    "kv_put", "kv_get", "kv_delete", "status", "metrics", "watch", "admin_membership",
-    "admin_transfer", "admin_faults", "not_found", "other",
+    "kv_put",
+    "kv_get",
+    "kv_delete",
+    "status",
+    "metrics",
+    "watch",
+    "admin_membership",
+    "admin_transfer",
+    "admin_faults",
+    "not_found",
+    "other",
 ];
 
 /// How a proposal ended.
 pub const OUTCOMES: [&str; 9] = [
-    "ok", "conflict", "duplicate", "not_leader", "busy", "dropped", "timeout", "unknown", "error",
+    "ok",
+    "conflict",
+    "duplicate",
+    "not_leader",
+    "busy",
+    "dropped",
+    "timeout",
+    "unknown",
+    "error",
 ];
 
 /// How a read ended.
@@ -82,7 +99,9 @@ pub struct HttpMetrics {
 }
 
 fn index_of(list: &[&str], name: &str) -> usize {
-    list.iter().position(|r| *r == name).unwrap_or(list.len() - 1)
+    list.iter()
+        .position(|r| *r == name)
+        .unwrap_or(list.len() - 1)
 }
 
 impl HttpMetrics {
@@ -174,7 +193,10 @@ impl HttpMetrics {
 
 /// Appends one gauge or counter with its help line.
 pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 #[cfg(test)]
@@ -189,8 +211,12 @@ mod tests {
         m.request("nonsense", 404, Duration::from_secs(100));
         let mut s = String::new();
         m.render(&mut s);
-        assert!(s.contains("raft_http_request_duration_seconds_bucket{route=\"kv_put\",le=\"0.00025\"} 1"));
-        assert!(s.contains("raft_http_request_duration_seconds_bucket{route=\"kv_put\",le=\"+Inf\"} 2"));
+        assert!(s.contains(
+            "raft_http_request_duration_seconds_bucket{route=\"kv_put\",le=\"0.00025\"} 1"
+        ));
+        assert!(
+            s.contains("raft_http_request_duration_seconds_bucket{route=\"kv_put\",le=\"+Inf\"} 2")
+        );
         assert!(s.contains("raft_http_request_duration_seconds_count{route=\"other\"} 1"));
         assert!(s.contains("raft_http_responses_total{class=\"4xx\"} 1"));
     }

@@ -6,8 +6,8 @@
 
 pub mod cli;
 pub mod faults;
-pub mod kv;
 pub mod http;
+pub mod kv;
 pub mod metrics;
 pub mod node;
 pub mod tls;

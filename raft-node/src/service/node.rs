@@ -85,8 +85,12 @@ fn log_recovery(id: NodeId, dir: &Path, r: &RecoveryReport) {
 }
 
 async fn open_store(id: NodeId, dir: &Path) -> Result<FileStore, StartError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fail(format!("cannot create data directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        fail(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let d = dir.to_path_buf();
     let (store, report) =
         tokio::task::spawn_blocking(move || FileStore::open(&d, WalOptions::default()))
@@ -100,7 +104,9 @@ async fn open_store(id: NodeId, dir: &Path) -> Result<FileStore, StartError> {
 async fn bind_http(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            fail(format!("cannot listen for HTTP on {addr}: the port is already in use"))
+            fail(format!(
+                "cannot listen for HTTP on {addr}: the port is already in use"
+            ))
         } else {
             fail(format!("cannot listen for HTTP on {addr}: {e}"))
         }
@@ -113,8 +119,14 @@ struct Common {
     local_peers: BTreeMap<u64, PeerAddrs>,
 }
 
-fn node_config(cli: &Cli, id: NodeId, voters: Vec<NodeId>, peers: BTreeMap<NodeId, String>) -> NodeConfig {
+fn node_config(
+    cli: &Cli,
+    id: NodeId,
+    (voters, learners): (Vec<NodeId>, Vec<NodeId>),
+    peers: BTreeMap<NodeId, String>,
+) -> NodeConfig {
     let mut raft = raft_core::Config::new(id, voters);
+    raft.learners = learners;
     raft.election_ticks = cli.election_ticks;
     raft.heartbeat_ticks = cli.heartbeat_ticks;
     // Different timeouts on every start, so two nodes that restart together
@@ -124,6 +136,9 @@ fn node_config(cli: &Cli, id: NodeId, voters: Vec<NodeId>, peers: BTreeMap<NodeI
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     raft.seed = id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ nanos;
+    // Keep fewer entries behind a snapshot than the snapshot interval, so
+    // that a small --snapshot-every really bounds the log.
+    raft.compaction_lag = raft.compaction_lag.min((cli.snapshot_every / 2).max(1));
     let mut cfg = NodeConfig::new(raft);
     cfg.tick_interval = Duration::from_millis(cli.tick_ms);
     cfg.request_timeout = Duration::from_millis(cli.request_timeout_ms);
@@ -142,7 +157,7 @@ async fn start_one<T: Transport>(
     faults: FaultControl,
     listener: TcpListener,
     store: FileStore,
-    voters: Vec<NodeId>,
+    members: (Vec<NodeId>, Vec<NodeId>),
     peers: BTreeMap<NodeId, String>,
 ) -> Result<RunningNode, StartError> {
     let cli = &common.cli;
@@ -151,7 +166,7 @@ async fn start_one<T: Transport>(
     let reader = kv.reader();
     let kv_events = kv.events();
     let kv_counters = kv.counters();
-    let cfg = node_config(cli, id, voters, peers);
+    let cfg = node_config(cli, id, members, peers);
     let transport = FaultFilter::new(transport, faults.clone());
     let handle = RaftNode::start(cfg, transport, store, kv)
         .await
@@ -240,10 +255,27 @@ async fn start_networked(cli: Cli) -> Result<RunningNode, StartError> {
             http_addr: http_addr.to_string(),
         },
     );
-    let voters: Vec<NodeId> = if cli.join {
-        Vec::new()
+    // A joining node starts as a learner of the members it is told about.
+    // Its log replays the cluster's membership changes on top of that; the
+    // bootstrap membership itself is in no log entry, so without it a node
+    // that catches up from the log (not from a snapshot) would see no
+    // voters at all. It cannot vote or campaign until the leader promotes
+    // it, and a snapshot from the leader replaces this guess.
+    let members: (Vec<NodeId>, Vec<NodeId>) = if cli.join {
+        let others: Vec<NodeId> = cli
+            .peers
+            .iter()
+            .filter(|p| p.id != id.0)
+            .map(|p| NodeId(p.id))
+            .collect();
+        if others.is_empty() {
+            warn!(node = %id, "--join without --peer: this node learns its cluster only from a snapshot");
+            (Vec::new(), Vec::new())
+        } else {
+            (others, vec![id])
+        }
     } else {
-        local_peers.keys().map(|i| NodeId(*i)).collect()
+        (local_peers.keys().map(|i| NodeId(*i)).collect(), Vec::new())
     };
     let peers: BTreeMap<NodeId, String> = cli
         .peers
@@ -263,18 +295,18 @@ async fn start_networked(cli: Cli) -> Result<RunningNode, StartError> {
         transport = cli.transport.as_str(),
         raft = %raft_addr,
         http = %http_addr,
-        voters = ?voters,
+        voters = ?members.0,
         join = cli.join,
         "starting"
     );
     match cli.transport {
         TransportKind::Tcp => {
             let t = super::tls::tcp_transport(&cli, id, raft_addr).await?;
-            start_one(&common, id, t, faults, listener, store, voters, peers).await
+            start_one(&common, id, t, faults, listener, store, members, peers).await
         }
         TransportKind::Quic => {
             let t = super::tls::quic_transport(&cli, id, raft_addr).await?;
-            start_one(&common, id, t, faults, listener, store, voters, peers).await
+            start_one(&common, id, t, faults, listener, store, members, peers).await
         }
         TransportKind::Mem => Err(fail("internal: mem is started elsewhere")),
     }
@@ -326,7 +358,10 @@ async fn start_mem(cli: Cli) -> Result<Vec<RunningNode>, StartError> {
         .unwrap_or(1);
     let net = raft_transport_mem::MemNetwork::new(seed);
     let voters: Vec<NodeId> = book.keys().map(|i| NodeId(*i)).collect();
-    info!(nodes = n, "starting an in-process cluster over the mem transport");
+    info!(
+        nodes = n,
+        "starting an in-process cluster over the mem transport"
+    );
     let mut nodes = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let id = NodeId(i as u64 + 1);
@@ -345,7 +380,7 @@ async fn start_mem(cli: Cli) -> Result<Vec<RunningNode>, StartError> {
                 FaultControl::default(),
                 listener,
                 store,
-                voters.clone(),
+                (voters.clone(), Vec::new()),
                 peers,
             )
             .await?,

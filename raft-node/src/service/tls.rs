@@ -26,7 +26,11 @@ fn in_use(e: &std::io::Error) -> bool {
 }
 
 /// The TCP transport, with mutual TLS when certificates are given.
-pub async fn tcp_transport(cli: &Cli, id: NodeId, addr: SocketAddr) -> Result<TcpTransport, StartError> {
+pub async fn tcp_transport(
+    cli: &Cli,
+    id: NodeId,
+    addr: SocketAddr,
+) -> Result<TcpTransport, StartError> {
     let mut cfg = TcpConfig::new(id, cli.cluster_id, addr);
     if let Some(tls) = load_tls(cli, id)? {
         cfg = cfg.with_tls(TcpTls {
@@ -45,9 +49,14 @@ pub async fn tcp_transport(cli: &Cli, id: NodeId, addr: SocketAddr) -> Result<Tc
 }
 
 /// The QUIC transport.
-pub async fn quic_transport(cli: &Cli, id: NodeId, addr: SocketAddr) -> Result<QuicTransport, StartError> {
-    let tls = load_tls(cli, id)?
-        .ok_or_else(|| StartError("--transport quic needs --tls-cert, --tls-key and --tls-ca".into()))?;
+pub async fn quic_transport(
+    cli: &Cli,
+    id: NodeId,
+    addr: SocketAddr,
+) -> Result<QuicTransport, StartError> {
+    let tls = load_tls(cli, id)?.ok_or_else(|| {
+        StartError("--transport quic needs --tls-cert, --tls-key and --tls-ca".into())
+    })?;
     let cfg = QuicConfig::new(id, cli.cluster_id, addr, tls);
     QuicTransport::bind(cfg).await.map_err(|e| match e {
         raft_transport_quic::QuicError::Bind { addr, source } if in_use(&source) => StartError(

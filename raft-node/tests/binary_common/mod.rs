@@ -55,10 +55,23 @@ pub async fn req(addr: &str, method: Method, path: &str, body: &[u8]) -> Respons
     req_h(addr, method, path, &[], body).await
 }
 
-pub async fn req_h(addr: &str, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    client::request(addr, method, path, headers, Bytes::copy_from_slice(body), REQ)
-        .await
-        .unwrap_or_else(|e| panic!("{path} on {addr}: {e}"))
+pub async fn req_h(
+    addr: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    client::request(
+        addr,
+        method,
+        path,
+        headers,
+        Bytes::copy_from_slice(body),
+        REQ,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{path} on {addr}: {e}"))
 }
 
 /// Follows 307s and retries 503s until `deadline`; returns the final
