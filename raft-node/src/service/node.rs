@@ -255,25 +255,12 @@ async fn start_networked(cli: Cli) -> Result<RunningNode, StartError> {
             http_addr: http_addr.to_string(),
         },
     );
-    // A joining node starts as a learner of the members it is told about.
-    // Its log replays the cluster's membership changes on top of that; the
-    // bootstrap membership itself is in no log entry, so without it a node
-    // that catches up from the log (not from a snapshot) would see no
-    // voters at all. It cannot vote or campaign until the leader promotes
-    // it, and a snapshot from the leader replaces this guess.
+    // A joining node starts with no members at all: it learns the
+    // membership from the log (the bootstrap configuration is entry 1) or a
+    // snapshot, and must not write a bootstrap entry of its own, which
+    // would differ from the cluster's entry 1.
     let members: (Vec<NodeId>, Vec<NodeId>) = if cli.join {
-        let others: Vec<NodeId> = cli
-            .peers
-            .iter()
-            .filter(|p| p.id != id.0)
-            .map(|p| NodeId(p.id))
-            .collect();
-        if others.is_empty() {
-            warn!(node = %id, "--join without --peer: this node learns its cluster only from a snapshot");
-            (Vec::new(), Vec::new())
-        } else {
-            (others, vec![id])
-        }
+        (Vec::new(), Vec::new())
     } else {
         (local_peers.keys().map(|i| NodeId(*i)).collect(), Vec::new())
     };
