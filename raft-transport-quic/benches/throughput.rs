@@ -94,6 +94,14 @@ fn main() {
         ("small (~100 B)", 83usize, 2_000_000u64),
         ("1 MiB", 1 << 20, 1000),
     ] {
+        // `cargo bench -p ... -- small` (or `-- MiB`) runs one case only.
+        let filters: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with("--"))
+            .collect();
+        if !filters.is_empty() && !filters.iter().any(|f| label.contains(f.as_str())) {
+            continue;
+        }
         let mut rates = Vec::new();
         for _ in 0..3 {
             let (elapsed, frame_len) = rt.block_on(run(payload, count));

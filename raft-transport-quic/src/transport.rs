@@ -31,6 +31,9 @@ use tracing::{debug, info, warn};
 
 /// Frames smaller than this are copied into one buffer per stream write.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Inbound connections (handshaking or established) served at once; more
+/// are refused, so a connection flood cannot exhaust memory.
+const MAX_INBOUND: usize = 1024;
 /// Application close codes.
 const CLOSE_REFUSED: u32 = 1;
 const CLOSE_PROTOCOL: u32 = 2;
@@ -655,6 +658,10 @@ async fn accept_loop(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             incoming = shared.endpoint.accept() => match incoming {
+                Some(incoming) if conns.len() >= MAX_INBOUND => {
+                    refuse(incoming.remote_address(), None, &format!("{MAX_INBOUND} inbound connections are already open"));
+                    incoming.refuse();
+                }
                 Some(incoming) => {
                     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                     conns.spawn(serve_incoming(shared.clone(), incoming, id));

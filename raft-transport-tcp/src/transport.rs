@@ -35,6 +35,9 @@ type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 const DIRECT_WRITE: usize = 64 * 1024;
 /// The batch buffer is written out once it holds this much.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Inbound connections (handshaking or established) served at once; more
+/// are refused, so a connection flood cannot exhaust memory.
+const MAX_INBOUND: usize = 1024;
 /// Initial read buffer per connection; grows only as far as a frame needs.
 const READ_BUF: usize = 64 * 1024;
 
@@ -622,6 +625,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
+                Ok((stream, remote)) if conns.len() >= MAX_INBOUND => {
+                    drop(stream);
+                    refuse(remote, None, &format!("{MAX_INBOUND} inbound connections are already open"));
+                }
                 Ok((stream, remote)) => {
                     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                     conns.spawn(serve_inbound(shared.clone(), stream, remote, conn_id));
