@@ -32,6 +32,9 @@ pub trait NodeView {
     fn term_at(&self, index: LogIndex) -> Option<Term>;
     /// The entry at `index`, if held in memory.
     fn entry(&self, index: LogIndex) -> Option<&Entry>;
+    /// The entries held in memory, `snapshot_index() + 1 ..= last_index()`,
+    /// in order.
+    fn entries(&self) -> impl Iterator<Item = &Entry>;
 }
 
 impl NodeView for Raft {
@@ -58,6 +61,9 @@ impl NodeView for Raft {
     }
     fn entry(&self, index: LogIndex) -> Option<&Entry> {
         Raft::entry(self, index)
+    }
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        Raft::entries(self)
     }
 }
 
@@ -145,6 +151,9 @@ impl NodeView for FakeNode {
             return None;
         }
         self.entries.get((index - self.snapshot_index - 1) as usize)
+    }
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
     }
 }
 
@@ -485,19 +494,23 @@ impl Checker {
             t.cache.drain(..n);
             t.cache_off = off;
         }
-        // Find the first entry that differs from the cache.
+        // Find the first entry that differs from the cache (both start
+        // right after the snapshot point now).
         let overlap_end = last.min(t.cache_off + t.cache.len() as u64);
         let mut first_diff = overlap_end + 1;
-        for i in t.cache_off + 1..=overlap_end {
-            let cached = &t.cache[(i - t.cache_off - 1) as usize];
-            let now = v.entry(i).ok_or_else(|| Violation::Contract {
-                node: id,
-                detail: format!("entry {i} within ({off}, {last}] is not readable"),
-            })?;
+        let mut held = off;
+        for (i, (cached, now)) in (off + 1..).zip(t.cache.iter().zip(v.entries())) {
+            held = i;
             if !same_entry(cached, now) {
                 first_diff = i;
                 break;
             }
+        }
+        if first_diff > overlap_end && held < overlap_end {
+            return Err(Violation::Contract {
+                node: id,
+                detail: format!("entries up to {last} claimed but only {held} held"),
+            });
         }
         // Leader append-only: while leader of one term, the log only grows.
         if same_leadership && (first_diff <= overlap_end || last < cache_last) {
