@@ -87,7 +87,7 @@ enum ClusterCommand {
     /// Nodes not named form one more group.
     Partition {
         /// The groups.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required = true, num_args = 1..)]
         groups: Vec<String>,
         #[command(flatten)]
         place: Where,
@@ -223,7 +223,7 @@ fn find_executable(messages: &str, name: &str) -> Option<PathBuf> {
                 .is_some_and(|k| k.iter().any(|k| k == "bin"))
         })
         .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .last()
+        .next_back()
 }
 
 /// Ports for `n` nodes: (raft, http) per node. For mem the HTTP ports are

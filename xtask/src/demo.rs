@@ -80,6 +80,10 @@ pub struct SplitBrainArgs {
     /// Run this raft-node binary instead of building one.
     #[arg(long, value_name = "FILE")]
     raft_node: Option<PathBuf>,
+    /// Keep the cluster's data and logs in this directory [default: a
+    /// temporary directory, removed if the demo passes].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// Runs `cargo xtask demo ...`.
@@ -108,6 +112,14 @@ impl WorkDir {
     }
 }
 
+impl WorkDir {
+    fn given(path: &std::path::Path) -> Result<WorkDir> {
+        let path = std::path::absolute(path)?;
+        std::fs::create_dir_all(&path)?;
+        Ok(WorkDir { path, keep: true })
+    }
+}
+
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.keep {
@@ -127,7 +139,10 @@ async fn split_brain(args: SplitBrainArgs) -> Result<ExitCode> {
         Some(b) => std::path::absolute(b)?,
         None => cluster::build_raft_node()?,
     };
-    let mut dir = WorkDir::new()?;
+    let mut dir = match &args.data_dir {
+        Some(d) => WorkDir::given(d)?,
+        None => WorkDir::new()?,
+    };
     let launch = Launch {
         transport: args.transport,
         labels: ["1a", "1b", "1c"].map(str::to_owned).to_vec(),
@@ -216,8 +231,9 @@ impl Observer {
         if set.len() > 1 {
             let names: Vec<String> = set.iter().map(|&i| state.label(i)).collect();
             bail!(
-                "SPLIT BRAIN: {} all claimed leadership in term {term}",
-                names.join(" and ")
+                "SPLIT BRAIN: {} {} claimed leadership in term {term}",
+                names.join(" and "),
+                if names.len() == 2 { "both" } else { "all" }
             );
         }
         Ok(())
@@ -310,12 +326,22 @@ impl Observer {
         ));
 
         step(2, "Cutting every link: each node isolates itself from both others (POST /v1/admin/isolate).");
-        // The leader may have changed while we wrote; take it fresh, just
-        // before the cut.
+        // Leadership claimed before the cut is legitimate (and a leader
+        // may have changed while we wrote): record every claim made so far,
+        // from the watch streams and a fresh poll, just before cutting.
+        let mut incumbents: BTreeSet<(u64, u64)> = self.drain_events(&state)?.into_iter().collect();
         let fresh = live::snapshot(&state).await;
-        if let Some(l) = live::statuses(&fresh).values().find(|s| s.is_leader()) {
-            (leader, term) = (l.id, l.term);
-            self.note_claim(&state, leader, term)?;
+        let fresh = live::statuses(&fresh);
+        self.note_polls(&state, &fresh)?;
+        incumbents.extend(
+            fresh
+                .values()
+                .filter(|s| s.is_leader())
+                .map(|s| (s.id, s.term)),
+        );
+        incumbents.insert((leader, term));
+        if let Some(&(l, t)) = incumbents.iter().max_by_key(|(_, t)| *t) {
+            (leader, term) = (l, t);
         }
         let ids = state.ids();
         for n in &state.nodes {
@@ -334,13 +360,16 @@ impl Observer {
         let st = live::statuses(&model);
         self.check_cut(&state, &st)?;
         indent(&model.draw());
-        // Whoever claims leadership right after the cut was leader before it.
-        let incumbents: BTreeSet<(u64, u64)> = st
+        let unexplained = st
             .values()
-            .filter(|s| s.is_leader())
-            .map(|s| (s.id, s.term))
-            .chain([(leader, term)])
-            .collect();
+            .find(|s| s.is_leader() && !incumbents.contains(&(s.id, s.term)));
+        if let Some(s) = unexplained {
+            bail!(
+                "{} claims leadership at term {} although every link is cut: a leader without a majority's votes",
+                state.label(s.id),
+                s.term
+            );
+        }
         self.note_polls(&state, &st)?;
 
         step(3, &format!(

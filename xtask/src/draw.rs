@@ -123,12 +123,12 @@ pub fn draw(boxes: &[NodeBox], link: impl Fn(usize, usize) -> Link) -> Vec<Strin
         }
         grid[0][x + width - 1] = s.top_right;
         grid[height + 1][x + width - 1] = s.bottom_right;
-        for row in 1..=height {
-            grid[row][x] = s.vertical;
-            grid[row][x + width - 1] = s.vertical;
+        for (row, line) in grid.iter_mut().enumerate().take(height + 1).skip(1) {
+            line[x] = s.vertical;
+            line[x + width - 1] = s.vertical;
             if let Some(text) = nb.lines.get(row - 1) {
                 for (k, ch) in text.chars().enumerate() {
-                    grid[row][x + 2 + k] = ch;
+                    line[x + 2 + k] = ch;
                 }
             }
         }
@@ -153,8 +153,8 @@ pub fn draw(boxes: &[NodeBox], link: impl Fn(usize, usize) -> Link) -> Vec<Strin
     for (k, &(i, j)) in lanes.iter().enumerate() {
         let row = height + 2 + k;
         let state = link(i, j);
-        for c in centre(i) + 1..centre(j) {
-            grid[row][c] = fill(state);
+        for cell in &mut grid[row][centre(i) + 1..centre(j)] {
+            *cell = fill(state);
         }
         for b in 0..n {
             // A box's stem runs from its bottom border down to its last lane.

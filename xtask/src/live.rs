@@ -78,6 +78,11 @@ impl NodeView {
         }
     }
 
+    /// Its name in messages: `1a`, or `node 2`.
+    pub fn name(&self) -> String {
+        crate::state::display_name(self.id, &self.label)
+    }
+
     fn live_status(&self) -> Option<&NodeStatus> {
         self.status.as_ref().filter(|_| self.reach() == Reach::Up)
     }
@@ -209,13 +214,8 @@ impl Model {
                     ),
                     None => ("term ?".to_owned(), "commit ?".to_owned()),
                 };
-                let name = if n.label == n.id.to_string() {
-                    format!("node {}", n.id)
-                } else {
-                    n.label.clone()
-                };
                 NodeBox {
-                    lines: vec![name, role, term, commit],
+                    lines: vec![n.name(), role, term, commit],
                     leader: n.live_status().is_some_and(NodeStatus::is_leader),
                 }
             })
@@ -231,13 +231,13 @@ impl Model {
     /// every node that claims to (a leader that lost its majority keeps
     /// claiming until check-quorum makes it step down).
     pub fn headline(&self) -> String {
-        let leaders: Vec<(&str, u64)> = self
+        let leaders: Vec<(String, u64)> = self
             .nodes
             .iter()
             .filter_map(|n| {
                 n.live_status()
                     .filter(|s| s.is_leader())
-                    .map(|s| (n.label.as_str(), s.term))
+                    .map(|s| (n.name(), s.term))
             })
             .collect();
         let commit = self
@@ -270,9 +270,17 @@ impl Model {
         }
     }
 
-    /// A table: id, label, process, role, term, leader, commit, applied, cut
-    /// from, raft and HTTP addresses.
+    /// A table: id (and label, if any differs from the id), process state,
+    /// role, term, leader, commit, applied, cut links, raft and HTTP
+    /// addresses.
     pub fn table(&self, state: &ClusterState) -> Vec<String> {
+        let labelled = self.nodes.iter().any(|n| n.label != n.id.to_string());
+        let short = |id: u64| {
+            self.nodes
+                .iter()
+                .find(|n| n.id == id)
+                .map_or_else(|| id.to_string(), |n| n.label.clone())
+        };
         let mut rows = vec![[
             "id", "name", "state", "role", "term", "leader", "commit", "applied", "cut from",
             "raft", "http",
@@ -294,14 +302,16 @@ impl Model {
                 reach.to_owned(),
                 opt(&|s| s.role.clone()),
                 opt(&|s| s.term.to_string()),
-                opt(&|s| s.leader.map_or_else(|| "-".to_owned(), |l| state.label(l))),
+                opt(&|s| s.leader.map_or_else(|| "-".to_owned(), short)),
                 opt(&|s| s.commit_index.to_string()),
                 opt(&|s| s.applied_index.to_string()),
                 opt(&|s| {
                     if s.isolated_from.is_empty() {
                         "-".to_owned()
                     } else {
-                        crate::partition::list(&s.isolated_from)
+                        let names: Vec<String> =
+                            s.isolated_from.iter().map(|&i| short(i)).collect();
+                        names.join(",")
                     }
                 }),
                 e.raft_addr
@@ -309,6 +319,11 @@ impl Model {
                     .unwrap_or_else(|| "(in process)".to_owned()),
                 e.http_addr.clone(),
             ]);
+        }
+        if !labelled {
+            for r in &mut rows {
+                r.remove(1);
+            }
         }
         format_table(&rows)
     }
@@ -386,12 +401,7 @@ fn changes(model: &Model, old: &[Summary], new: &[Summary], with_commit: bool) -
             }
         }
         if !parts.is_empty() {
-            let name = if n.label == n.id.to_string() {
-                format!("node {}", n.id)
-            } else {
-                n.label.clone()
-            };
-            out.push(format!("{name}: {}", parts.join(", ")));
+            out.push(format!("{}: {}", n.name(), parts.join(", ")));
         }
     }
     out
@@ -689,7 +699,7 @@ mod tests {
         m.on_event(1, &Event::Commit { commit_index: 12 });
         let s = m.nodes[0].status.as_ref().unwrap();
         assert_eq!((s.role.as_str(), s.term, s.commit_index), ("leader", 6, 12));
-        assert_eq!(m.headline(), "leader 1 at term 6 · commit 12");
+        assert_eq!(m.headline(), "leader node 1 at term 6 · commit 12");
     }
 
     #[test]
@@ -732,6 +742,72 @@ mod tests {
         let later = m.summaries();
         assert_eq!(changes(&m, &after, &later, true), ["node 1: commit 7 -> 9"]);
         assert!(changes(&m, &after, &later, false).is_empty());
+    }
+
+    #[test]
+    fn table_names_nodes_only_when_labelled() {
+        let dir = std::path::PathBuf::from("/d");
+        let entries = |labels: &[&str]| {
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| crate::state::NodeEntry {
+                    id: i as u64 + 1,
+                    label: (*l).to_owned(),
+                    raft_addr: Some(format!("127.0.0.1:700{}", i + 1)),
+                    http_addr: format!("127.0.0.1:800{}", i + 1),
+                })
+                .collect()
+        };
+        let state = ClusterState::new(
+            crate::state::Transport::Tcp,
+            dir.clone(),
+            dir.clone(),
+            entries(&["1", "2"]),
+        );
+        let mut m = Model::new(&state);
+        m.on_poll(1, Some(status(1, "leader", 5, &[2])));
+        m.on_process(2, Probe::Paused);
+        let t = m.table(&state);
+        let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(words(&t[0])[..4], ["id", "state", "role", "term"], "{t:?}");
+        assert_eq!(
+            words(&t[1])[..9],
+            [
+                "1",
+                "up",
+                "leader",
+                "5",
+                "1",
+                "7",
+                "7",
+                "2",
+                "127.0.0.1:7001"
+            ],
+            "{t:?}"
+        );
+        assert_eq!(words(&t[2])[..3], ["2", "paused", "-"], "{t:?}");
+        // Columns line up: every row's address starts at the same column.
+        let col = t[0].find("raft").unwrap();
+        assert!(
+            t[1..].iter().all(|r| r[col..].starts_with("127.0.0.1:70")),
+            "{t:?}"
+        );
+
+        let state = ClusterState::new(
+            crate::state::Transport::Tcp,
+            dir.clone(),
+            dir,
+            entries(&["1a", "1b"]),
+        );
+        let mut m = Model::new(&state);
+        m.on_poll(1, Some(status(1, "leader", 5, &[2])));
+        let t = m.table(&state);
+        assert!(t[0].starts_with("id  name  state"), "{t:?}");
+        assert!(
+            t[1].contains(" 1a ") && t[1].contains(" 1b "),
+            "leader and cut peer by label: {t:?}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! shows and checks is what nodes report over their HTTP API.
 
 mod bench;
+mod chaos;
 mod cluster;
 mod demo;
 mod draw;
@@ -47,6 +48,8 @@ enum Task {
     Sim(sim::SimArgs),
     /// Run every crate's benchmarks and print one table against targets.
     Bench(bench::BenchArgs),
+    /// Jepsen-style fault injection against a real cluster, checked for linearizability.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// A mistake in how xtask was called, or nothing to act on (no cluster, an
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
             Task::Demo(a) => demo::run(a).await,
             Task::Sim(a) => sim::run(a),
             Task::Bench(a) => bench::run(a),
+            Task::Chaos(a) => chaos::run(a).await,
         }
     });
     match result {

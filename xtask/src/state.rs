@@ -225,12 +225,23 @@ impl ClusterState {
         self.processes.iter().position(|p| p.nodes.contains(&id))
     }
 
-    /// The label of node `id` (its id if it has none).
+    /// How node `id` is named in messages: its label (`1a`), or `node 2`
+    /// when its label is just its id.
     pub fn label(&self, id: u64) -> String {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .map_or_else(|| id.to_string(), |n| n.label.clone())
+        match self.nodes.iter().find(|n| n.id == id) {
+            Some(n) => display_name(id, &n.label),
+            None => display_name(id, ""),
+        }
+    }
+}
+
+/// `1a` for a node labelled 1a; `node 2` for node 2 labelled by its id (or
+/// not at all).
+pub fn display_name(id: u64, label: &str) -> String {
+    if label.is_empty() || label == id.to_string() {
+        format!("node {id}")
+    } else {
+        label.to_owned()
     }
 }
 
@@ -292,7 +303,9 @@ mod tests {
         let err = s.node(9).unwrap_err().to_string();
         assert_eq!(err, "no node 9 in this cluster (nodes: 1, 2, 3)");
         assert_eq!(s.label(1), "1a");
-        assert_eq!(s.label(9), "9");
+        assert_eq!(s.label(9), "node 9");
+        assert_eq!(display_name(2, "2"), "node 2");
+        assert_eq!(display_name(2, "zone-b"), "zone-b");
     }
 
     #[test]
