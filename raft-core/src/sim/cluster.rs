@@ -1231,6 +1231,13 @@ impl Cluster {
                 }
                 self.net_send(m);
             }
+            if self.bug == DriverBug::AckBeforePersist {
+                // The bug: promises leave with everything else, before the
+                // write.
+                for m in std::mem::take(&mut rd.persisted_messages) {
+                    self.net_send(m);
+                }
+            }
             if self.crash_if(id, CrashPoint::AfterSend) {
                 return;
             }
@@ -1250,11 +1257,6 @@ impl Cluster {
     /// Steps 2 to 6 of a `Ready`. Returns false if the node crashed or an
     /// invariant broke.
     fn complete(&mut self, id: NodeId, mut rd: Ready) -> bool {
-        if self.bug == DriverBug::AckBeforePersist {
-            for m in std::mem::take(&mut rd.persisted_messages) {
-                self.net_send(m);
-            }
-        }
         // Step 2: one durable batch.
         let mut hs = rd.hard_state;
         let n = self.nodes.get_mut(&id).expect("driven node exists");
