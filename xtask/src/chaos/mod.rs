@@ -331,10 +331,13 @@ async fn drive(
 ) -> Result<ExitCode> {
     let (leader, term) =
         cluster::wait_for_leader(state, children, Duration::from_secs(60), signals).await?;
-    eprintln!(
-        "chaos: leader {leader} at term {term}; running for {:?}",
-        args.time
-    );
+    match &args.scenario {
+        Some(name) => eprintln!("chaos: leader {leader} at term {term}; running scenario {name}"),
+        None => eprintln!(
+            "chaos: leader {leader} at term {term}; running for {:?}",
+            args.time
+        ),
+    }
     let nodes: Vec<NodeAddr> = state
         .nodes
         .iter()
@@ -931,22 +934,23 @@ fn write_outputs(
         .collect();
     let mut s = String::new();
     s.push_str(&format!("\nchaos verdict: {headline}\n\n"));
+    let nemesis_list = if nemesis_names.is_empty() {
+        "none".to_string()
+    } else {
+        nemesis_names.join(",")
+    };
+    let shape = match &args.scenario {
+        Some(name) => format!("scenario {name}"),
+        None => format!(
+            "{} clients · {} keys · nemesis {nemesis_list}",
+            args.clients, args.keys
+        ),
+    };
     s.push_str(&format!(
-        "seed {seed} · {} nodes over {} · {:.1} s · {} clients · {} keys · nemesis {}{}\n\n",
+        "seed {seed} · {} nodes over {} · {:.1} s · {shape}\n\n",
         args.nodes,
         args.transport.as_str(),
         end.as_secs_f64(),
-        args.clients,
-        args.keys,
-        if nemesis_names.is_empty() {
-            "none".to_string()
-        } else {
-            nemesis_names.join(",")
-        },
-        args.scenario
-            .as_deref()
-            .map(|s| format!(" · scenario {s}"))
-            .unwrap_or_default()
     ));
     s.push_str(&report::ops_table(ops));
     s.push_str(&format!("\nfaults injected: {}\n", windows.len()));
@@ -998,15 +1002,24 @@ fn write_outputs(
         "\nfiles in {}:\n  summary.txt  history.jsonl  events.jsonl  timeline.html  cluster/ (node data and logs)\n",
         out.display()
     ));
+    let replay = match &args.scenario {
+        Some(name) => format!(
+            "--nodes {} --transport {} --scenario {name}",
+            args.nodes,
+            args.transport.as_str()
+        ),
+        None => format!(
+            "--nodes {} --transport {} --time {}s --clients {} --keys {} --nemesis {nemesis_list} --nemesis-interval {}s",
+            args.nodes,
+            args.transport.as_str(),
+            args.time.as_secs_f64(),
+            args.clients,
+            args.keys,
+            args.nemesis_interval.as_secs_f64()
+        ),
+    };
     s.push_str(&format!(
-        "replay the same choices: cargo xtask chaos --seed {seed} --nodes {} --transport {} --time {}s --clients {} --keys {} --nemesis {}{}\n",
-        args.nodes,
-        args.transport.as_str(),
-        args.time.as_secs_f64(),
-        args.clients,
-        args.keys,
-        if nemesis_names.is_empty() { "none".to_string() } else { nemesis_names.join(",") },
-        args.scenario.as_deref().map(|s| format!(" --scenario {s}")).unwrap_or_default()
+        "replay the same choices: cargo xtask chaos --seed {seed} {replay}\n"
     ));
     write("summary.txt", s.as_bytes())?;
     let title = format!("chaos run, seed {seed}");
