@@ -1236,7 +1236,7 @@ mod tests {
     }
 
     #[test]
-    fn large_concurrent_history_is_checked_quickly() {
+    fn long_concurrent_history_is_linearizable() {
         // A long, valid history: 8 writers that overlap, every write read
         // back; the memo table keeps this linear-ish.
         let mut h = H::new();
