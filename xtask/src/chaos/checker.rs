@@ -1237,8 +1237,8 @@ mod tests {
 
     #[test]
     fn long_concurrent_history_is_linearizable() {
-        // A long, valid history: 8 writers that overlap, every write read
-        // back; the memo table keeps this linear-ish.
+        // A long, valid history: rounds of 4 overlapping writers, each round
+        // read back; the memo table keeps the search near-linear.
         let mut h = H::new();
         let mut t = 0;
         let mut last = None::<String>;
