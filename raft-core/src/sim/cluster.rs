@@ -17,7 +17,7 @@
 use super::checker::{Checker, Violation};
 use super::disk::{App, Disk};
 use crate::config::Config;
-use crate::message::{Body, Message, Snapshot, SnapshotMeta};
+use crate::message::{Body, Message, Snapshot};
 use crate::raft::{ProposeError, Raft, TransferError};
 use crate::ready::{InitialState, Ready};
 use crate::rng::Rng;
@@ -1466,21 +1466,24 @@ impl Cluster {
             return false;
         };
         let data = n.app.snapshot_data();
-        let membership = r.membership().clone();
-        if let Err(e) = r.compact(applied, data.clone()) {
-            self.contract(id, format!("compaction at the applied index refused: {e}"));
+        let meta = match r.compact(applied, data.clone()) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.contract(id, format!("compaction at the applied index refused: {e}"));
+                return false;
+            }
+        };
+        if meta.index != applied || meta.term != term {
+            let detail = format!(
+                "compact({applied}) described its snapshot as ({}, term {}), the log says term {term}",
+                meta.index, meta.term
+            );
+            self.contract(id, detail);
             return false;
         }
         // The application keeps its snapshot durably and drops the log
         // entries it covers.
-        let snap = Snapshot {
-            meta: SnapshotMeta {
-                index: applied,
-                term,
-                membership,
-            },
-            data,
-        };
+        let snap = Snapshot { meta, data };
         let first = n.disk.snapshot_index() + 1;
         let drop = (applied + 1).saturating_sub(first) as usize;
         let len = n.disk.entries.len();

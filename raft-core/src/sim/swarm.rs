@@ -52,13 +52,6 @@ pub struct Faults {
     pub clock_skip: f64,
 }
 
-/// In-flight windows the swarm picks from. Small windows (1, 2, 8) belong
-/// here too, but until the core frees a window filled by lost
-/// AppendEntries (raft-core/tests/regressions.rs,
-/// `lost_appends_that_fill_the_window_do_not_stall_a_follower`) they stall
-/// nearly every faulty run.
-const KNOWN_BUG_WINDOW: &[usize] = &[256, 1024];
-
 fn pick<T: Copy>(rng: &mut Rng, xs: &[T]) -> T {
     xs[rng.range(0, xs.len() as u64) as usize]
 }
@@ -275,7 +268,7 @@ impl Swarm {
             pre_vote: rng.chance(0.85),
             check_quorum: rng.chance(0.85),
             max_entries_per_msg: pick(&mut rng, &[1, 3, 16, 1024]),
-            max_inflight_msgs: pick(&mut rng, KNOWN_BUG_WINDOW),
+            max_inflight_msgs: pick(&mut rng, &[1, 2, 8, 256]),
             max_apply_bytes: pick(&mut rng, &[1, 100, 1 << 20]),
             compaction_lag: pick(&mut rng, &[0, 3, 16]),
             snapshot_chunk_bytes: pick(&mut rng, &[256, 4096, 1 << 20]),
