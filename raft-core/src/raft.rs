@@ -136,6 +136,8 @@ struct Progress {
     recent_active: bool,
     /// Leader ticks in Replicate without the match index advancing.
     stall_ticks: u32,
+    /// The node's tick count when this peer last answered.
+    last_heard: u64,
     /// In Snapshot: the transfer under way.
     snap: Option<SnapshotTransfer>,
 }
@@ -150,8 +152,9 @@ struct SnapshotTransfer {
 }
 
 impl Progress {
-    fn new(next: LogIndex) -> Self {
+    fn new(next: LogIndex, now: u64) -> Self {
         Progress {
+            last_heard: now,
             matched: 0,
             next,
             state: ProgressState::Probe,
@@ -291,6 +294,13 @@ pub struct Raft {
     votes: BTreeMap<NodeId, bool>,
     election_elapsed: u32,
     heartbeat_elapsed: u32,
+    /// Ticks since this node started: its own monotonic clock, for
+    /// check-quorum and leases.
+    now: u64,
+    /// When each recent heartbeat round was sent (round, tick), oldest
+    /// first: a quorum's acknowledgement of a round proves every follower in
+    /// it restarted its election timer after that tick.
+    round_sent_at: VecDeque<(u64, u64)>,
     randomized_timeout: u32,
     rng: Rng,
 
@@ -438,6 +448,8 @@ impl Raft {
             votes: BTreeMap::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            now: 0,
+            round_sent_at: VecDeque::new(),
             randomized_timeout,
             rng,
             msgs: Vec::new(),
@@ -744,6 +756,7 @@ impl Raft {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        self.now += 1;
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.role == Role::Leader {
             self.tick_leader();
@@ -758,29 +771,38 @@ impl Raft {
         self.heartbeat_elapsed += 1;
         self.tick_snapshot_transfers();
         self.tick_stalled_replication();
+        if self.cfg.check_quorum {
+            // A sliding window: step down as soon as fewer than a quorum
+            // have answered within the last election timeout, so a cut-off
+            // leader lasts at most one timeout, not two.
+            let me = self.id;
+            let now = self.now;
+            let window = u64::from(self.cfg.election_ticks);
+            let active = {
+                let progress = &self.progress;
+                self.membership.is_quorum(|id| {
+                    id == me
+                        || progress
+                            .get(&id)
+                            .is_some_and(|p| now.saturating_sub(p.last_heard) < window)
+                })
+            };
+            if !active {
+                warn!(
+                    node = %self.id, term = self.term,
+                    "leader lost contact with a quorum; stepping down (check-quorum)"
+                );
+                let term = self.term;
+                self.become_follower(term, None);
+                return;
+            }
+        }
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
-            if self.cfg.check_quorum {
-                let me = self.id;
-                let active = {
-                    let progress = &self.progress;
-                    self.membership.is_quorum(|id| {
-                        id == me || progress.get(&id).is_some_and(|p| p.recent_active)
-                    })
-                };
-                for (id, pr) in self.progress.iter_mut() {
-                    if *id != me {
-                        pr.recent_active = false;
-                    }
-                }
-                if !active {
-                    warn!(
-                        node = %self.id, term = self.term,
-                        "leader lost contact with a quorum; stepping down (check-quorum)"
-                    );
-                    let term = self.term;
-                    self.become_follower(term, None);
-                    return;
+            let me = self.id;
+            for (id, pr) in self.progress.iter_mut() {
+                if *id != me {
+                    pr.recent_active = false;
                 }
             }
             if let Some(t) = self.lead_transferee.take() {
@@ -813,8 +835,14 @@ impl Raft {
                     // the election by a transfer). This is what keeps a node
                     // returning from a partition from deposing a healthy
                     // leader.
+                    // With lease reads, a freshly (re)started node also waits
+                    // one election timeout before voting: it may have
+                    // acknowledged a leader's heartbeat just before it
+                    // crashed, and that leader may be serving lease reads.
+                    let booting =
+                        self.cfg.lease_read && self.now < u64::from(self.cfg.election_ticks);
                     let in_lease = self.cfg.check_quorum
-                        && self.leader.is_some()
+                        && (self.leader.is_some() || booting)
                         && self.election_elapsed < self.cfg.election_ticks;
                     if in_lease && !transfer {
                         debug!(node = %self.id, from = %m.from, term = self.term,
@@ -1126,7 +1154,7 @@ impl Raft {
         let last = self.log.last_index();
         self.progress.clear();
         for id in self.membership.members() {
-            let mut pr = Progress::new(last + 1);
+            let mut pr = Progress::new(last + 1, self.now);
             if id == self.id {
                 pr.matched = self.log.persisted;
                 pr.state = ProgressState::Replicate;
@@ -1523,7 +1551,19 @@ impl Raft {
                 let behind = match self.progress.get_mut(&from) {
                     Some(pr) => {
                         pr.recent_active = true;
+                        pr.last_heard = self.now;
                         pr.probe_sent = false;
+                        if pr.state == ProgressState::Replicate
+                            && pr.inflight.len() >= self.cfg.max_inflight_msgs
+                        {
+                            // The follower is alive but the window is full:
+                            // free one slot (as etcd does) so a lost append
+                            // is found by the next send's consistency check
+                            // within a heartbeat, not a stall timeout.
+                            if let Some((_, bytes)) = pr.inflight.pop_front() {
+                                pr.inflight_bytes -= bytes;
+                            }
+                        }
                         pr.matched < last
                     }
                     None => false,
@@ -1568,6 +1608,7 @@ impl Raft {
             return;
         };
         pr.recent_active = true;
+        pr.last_heard = self.now;
         if !success {
             // A rejection answers one particular probe; an old one is stale.
             let stale = match pr.state {
@@ -1719,7 +1760,29 @@ impl Raft {
         }
     }
 
-    fn bcast_heartbeat(&mut self, ctx: u64) {
+    /// Sends a heartbeat round to every peer. `round` 0 opens a new round;
+    /// a read opens one through `pending_read_round`.
+    fn bcast_heartbeat(&mut self, round: u64) {
+        let ctx = if round == 0 {
+            self.read_round += 1;
+            self.read_round
+        } else {
+            round
+        };
+        self.round_sent_at.push_back((ctx, self.now));
+        // Rounds older than two election timeouts can no longer confirm a
+        // lease; keep the newest one in any case.
+        let horizon = self
+            .now
+            .saturating_sub(2 * u64::from(self.cfg.election_ticks));
+        while self.round_sent_at.len() > 1
+            && self
+                .round_sent_at
+                .front()
+                .is_some_and(|(_, t)| *t < horizon)
+        {
+            self.round_sent_at.pop_front();
+        }
         let commit = self.log.committed;
         let peers: Vec<(NodeId, LogIndex)> = self
             .progress
@@ -1896,7 +1959,7 @@ impl Raft {
             self.progress.retain(|id, _| members.contains(id));
             for id in members {
                 self.progress.entry(id).or_insert_with(|| {
-                    let mut p = Progress::new(last + 1);
+                    let mut p = Progress::new(last + 1, self.now);
                     p.recent_active = true;
                     p
                 });
@@ -1923,7 +1986,7 @@ impl Raft {
         }
         let index = self.log.committed;
         let single = self.membership.all_voters().len() == 1 && self.membership.is_voter(self.id);
-        if single || self.cfg.lease_read {
+        if single || (self.cfg.lease_read && self.lease_valid()) {
             self.finish_read(ctx, from, index);
             return;
         }
@@ -1992,6 +2055,34 @@ impl Raft {
                 },
             );
         }
+    }
+
+    /// Whether this leader holds a lease: a quorum acknowledged a heartbeat
+    /// round sent less than three quarters of an election timeout ago. Every
+    /// follower in that quorum restarted its election timer after the round
+    /// was sent and ignores candidates for a full election timeout of its
+    /// own ticks (leader stickiness), so no other leader can exist before
+    /// the lease ends, provided tick rates differ by less than 25%. No lease
+    /// during a leadership transfer, which bypasses stickiness.
+    fn lease_valid(&self) -> bool {
+        if self.lead_transferee.is_some() || !self.cfg.check_quorum {
+            return false;
+        }
+        let me = self.id;
+        let acks = &self.read_acks;
+        let lease = u64::from(self.cfg.election_ticks) * 3 / 4;
+        for &(round, sent) in self.round_sent_at.iter().rev() {
+            if self.now.saturating_sub(sent) >= lease {
+                return false;
+            }
+            if self
+                .membership
+                .is_quorum(|id| id == me || acks.get(&id).is_some_and(|a| *a >= round))
+            {
+                return true;
+            }
+        }
+        false
     }
 
     fn release_reads_awaiting_commit(&mut self) {
@@ -2160,6 +2251,7 @@ impl Raft {
             return;
         };
         pr.recent_active = true;
+        pr.last_heard = self.now;
         let Some(t) = pr.snap.as_mut() else {
             return;
         };

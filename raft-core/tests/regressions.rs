@@ -108,12 +108,10 @@ fn a_matching_snapshot_does_not_count_as_applied_before_the_driver_restores_it()
 }
 
 /// Check-quorum as the thesis states it: a leader that has not heard from
-/// a majority for an election timeout steps down. The core checks activity
-/// only at the end of each election-timeout window and clears the flags
-/// then, so a partition that starts just after a successful window is
-/// noticed only at the end of the next one: up to two timeouts.
+/// a majority for an election timeout steps down. (It once checked only at
+/// the end of fixed windows, so a partition just after one lasted up to two
+/// timeouts; the check is now a sliding window over each peer's last answer.)
 #[test]
-#[ignore = "bug: a leader cut from the majority stays leader for up to two election timeouts"]
 fn a_leader_cut_from_the_majority_steps_down_within_one_election_timeout() {
     for offset in 0..10 {
         let mut c = Cluster::builder(5).seed(offset).build();
@@ -142,13 +140,22 @@ fn a_leader_cut_from_the_majority_steps_down_within_one_election_timeout() {
 }
 
 /// A leader serving reads from a lease must stop before a new leader can
-/// be elected. Clocks here run in perfect lockstep, and still the old
-/// leader, cut off with a minority, serves a read at an index below a
-/// write the new leader committed before the read was asked for.
+/// be elected, even with its clock running slow within the documented
+/// tolerance. (Lease reads were once served whenever the node led, and the
+/// old leader, cut off with a minority, served a read below a write the new
+/// leader had committed.)
 #[test]
-#[ignore = "bug: lease reads are served with no lease: a deposed leader serves stale reads"]
 fn a_lease_read_never_misses_a_write_committed_elsewhere() {
+    // Several seeds, so that in some runs a follower times out early and the
+    // new leader overlaps with the old one's belief that it still leads.
+    for seed in 0..20 {
+        lease_read_scenario(seed);
+    }
+}
+
+fn lease_read_scenario(seed: u64) {
     let mut c = Cluster::builder(5)
+        .seed(seed)
         .configure(|cfg| cfg.lease_read = true)
         .panic_on_violation(false)
         .build();
@@ -156,28 +163,37 @@ fn a_lease_read_never_misses_a_write_committed_elsewhere() {
     c.propose(1, "before").unwrap();
     c.tick_and_settle(3);
     c.partition(&[&[1, 2], &[3, 4, 5]]);
-    let mut ticks = 0;
-    while c.leaders().len() < 2 {
-        c.tick_all();
+    // Ask the old leader for a read on every tick it still leads, while the
+    // majority side elects a leader and commits a write: every read it
+    // answers must come from a valid lease (the checker flags stale reads).
+    // The old leader's clock runs 20% slow (within the documented 25%
+    // tolerance), so it believes it leads a little longer than the others
+    // wait before electing a new leader: only the lease keeps it honest.
+    let mut reads_while_cut = 0;
+    let mut after = None;
+    for i in 0..60 {
+        if c.node(1).role() == Role::Leader {
+            c.read_index(1);
+            reads_while_cut += 1;
+        }
+        for id in 2..=5 {
+            c.tick(id);
+        }
+        if i % 5 != 4 {
+            c.tick(1);
+        }
         c.stabilize();
-        ticks += 1;
-        assert!(ticks < 40, "no second leader: the scenario needs rework");
+        if after.is_none() {
+            if let Some((new, _)) = c.leaders().into_iter().find(|(id, _)| id.0 != 1) {
+                after = Some(c.propose(new.0, "after").unwrap());
+            }
+        }
+        assert_eq!(c.violation(), None);
     }
-    let new = c
-        .leaders()
-        .into_iter()
-        .find(|(id, _)| id.0 != 1)
-        .expect("a leader on the majority side")
-        .0;
-    c.propose(new.0, "after").unwrap();
-    c.stabilize();
-    c.tick_and_settle(1);
-    assert_eq!(
-        c.node(1).role(),
-        Role::Leader,
-        "the old leader has not noticed yet"
+    assert!(reads_while_cut > 0, "the old leader was asked while cut");
+    assert!(
+        after.is_some(),
+        "the majority side elected a leader and wrote"
     );
-    c.read_index(1);
-    c.stabilize();
     assert_eq!(c.violation(), None);
 }
