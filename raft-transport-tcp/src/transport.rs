@@ -364,7 +364,13 @@ async fn run_outbound(
                 warn!(peer = %peer, addr = %addr, direction = "outbound", reason = %reason, "connection lost");
             }
             Err(DialError::Refused(reason)) => {
-                warn!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", "connection refused");
+                // A misconfigured peer is refused on every redial: warn on
+                // the first failures and then at doubling intervals.
+                if backoff.attempt == 0 || (backoff.attempt + 1).is_power_of_two() {
+                    warn!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt + 1, "connection refused");
+                } else {
+                    debug!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt + 1, "connection refused");
+                }
             }
             Err(DialError::Failed(reason)) => {
                 if backoff.attempt == 0 {
