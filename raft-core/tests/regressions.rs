@@ -160,7 +160,7 @@ fn lease_read_scenario(seed: u64) {
         .panic_on_violation(false)
         .build();
     c.elect(1);
-    c.propose(1, "before").unwrap();
+    c.propose(1, "before").expect("node 1 leads");
     c.tick_and_settle(3);
     c.partition(&[&[1, 2], &[3, 4, 5]]);
     // Ask the old leader for a read on every tick it still leads, while the
@@ -185,7 +185,10 @@ fn lease_read_scenario(seed: u64) {
         c.stabilize();
         if after.is_none() {
             if let Some((new, _)) = c.leaders().into_iter().find(|(id, _)| id.0 != 1) {
-                after = Some(c.propose(new.0, "after").unwrap());
+                after = Some(
+                    c.propose(new.0, "after")
+                        .expect("the new leader takes writes"),
+                );
             }
         }
         assert_eq!(c.violation(), None);

@@ -48,4 +48,6 @@ pub use cluster::{
     Stats,
 };
 pub use disk::{digest_step, App, Disk, WriteOutcome};
-pub use swarm::{replay_command, run_seed, Faults, Setup, SimFailure, SimOptions, SimReport};
+pub use swarm::{
+    replay_command, run_seed, Faults, Setup, SimFailure, SimOptions, SimReport, ROUND_TRIP_TICKS,
+};

@@ -103,7 +103,9 @@ pub struct SimOptions {
     /// Ticks of the fault phase.
     pub fault_ticks: u64,
     /// Ticks allowed, after healing, for a leader to emerge, for proposals
-    /// made to it to commit and for every node to apply everything.
+    /// made to it to commit and for every node to apply everything; on top
+    /// of it, time to ship the backlog at the configured replication
+    /// capacity (see [`SimReport::heal_bound`]).
     pub heal_ticks: u64,
     /// Fault rates; `None` lets the seed pick ([`Faults::random`]).
     pub faults: Option<Faults>,
@@ -165,6 +167,13 @@ pub struct SimReport {
     pub ticks: u64,
     /// Ticks from healing to convergence.
     pub converged_after: u64,
+    /// The bound it had to converge within: [`SimOptions::heal_ticks`],
+    /// plus one replication round trip ([`ROUND_TRIP_TICKS`]) for every
+    /// `max_entries_per_msg * max_inflight_msgs` entries of backlog at
+    /// healing time (the last index furthest ahead minus the commit index
+    /// furthest behind) and for every snapshot chunk a lagging node may
+    /// need.
+    pub heal_bound: u64,
     /// Terms that had a leader.
     pub elections: usize,
     /// The highest term reached.
@@ -221,6 +230,11 @@ impl fmt::Display for SimFailure {
 
 impl std::error::Error for SimFailure {}
 
+/// Ticks one replication round trip may take after healing: a message
+/// delay of at most one tick each way, a slow write of at most one tick on
+/// each side, and the tick in which the leader gets to send.
+pub const ROUND_TRIP_TICKS: u64 = 6;
+
 /// The command that replays `seed` with the default options, printing every
 /// event.
 pub fn replay_command(seed: u64) -> String {
@@ -229,7 +243,7 @@ pub fn replay_command(seed: u64) -> String {
 
 /// Runs one seed: faults, then healing and convergence, with every
 /// invariant checked after every step. A failure says how to replay it.
-pub fn run_seed(seed: u64, opts: &SimOptions) -> Result<SimReport, SimFailure> {
+pub fn run_seed(seed: u64, opts: &SimOptions) -> Result<SimReport, Box<SimFailure>> {
     let mut swarm = Swarm::new(seed, opts);
     match catch_unwind(AssertUnwindSafe(|| swarm.run())) {
         Ok(r) => r,
@@ -308,8 +322,8 @@ impl Swarm {
         }
     }
 
-    fn failure(&self, violation: Violation) -> SimFailure {
-        SimFailure {
+    fn failure(&self, violation: Violation) -> Box<SimFailure> {
+        Box::new(SimFailure {
             seed: self.seed,
             tick: self.c.now(),
             phase: self.phase,
@@ -325,17 +339,17 @@ impl Swarm {
                     self.seed, self.opts
                 )
             },
-        }
+        })
     }
 
-    fn check(&self) -> Result<(), SimFailure> {
+    fn check(&self) -> Result<(), Box<SimFailure>> {
         match self.c.violation() {
             Some(v) => Err(self.failure(v.clone())),
             None => Ok(()),
         }
     }
 
-    fn run(&mut self) -> Result<SimReport, SimFailure> {
+    fn run(&mut self) -> Result<SimReport, Box<SimFailure>> {
         self.check()?;
         for _ in 0..self.opts.fault_ticks {
             self.perturb();
@@ -345,7 +359,7 @@ impl Swarm {
         }
         self.phase = "heal";
         let healed_at = self.c.now();
-        let converged_after = self.heal_and_converge()?;
+        let (converged_after, heal_bound) = self.heal_and_converge()?;
         self.c.check_all_durable();
         self.check()?;
         let max_term = self
@@ -362,6 +376,7 @@ impl Swarm {
             faults: self.faults,
             ticks: healed_at + converged_after,
             converged_after,
+            heal_bound,
             elections: self.c.checker().leaders().len(),
             max_term,
             committed: self.c.checker().committed_count(),
@@ -522,7 +537,26 @@ impl Swarm {
         all.then_some(l.0)
     }
 
-    fn heal_and_converge(&mut self) -> Result<u64, SimFailure> {
+    /// The heal-phase bound for the state the cluster is in now.
+    fn heal_bound(&self) -> u64 {
+        let nodes: Vec<_> = self
+            .c
+            .ids()
+            .iter()
+            .filter_map(|id| self.c.try_node(id.0))
+            .collect();
+        let last = nodes.iter().map(|r| r.last_index()).max().unwrap_or(0);
+        let commit = nodes.iter().map(|r| r.commit_index()).min().unwrap_or(0);
+        let backlog = last.saturating_sub(commit);
+        let per_round_trip = (self.setup.max_entries_per_msg * self.setup.max_inflight_msgs) as u64;
+        // A snapshot carries every payload applied so far (under 32 bytes
+        // each here), shipped one chunk per round trip.
+        let snapshot_bytes = 32 * last + 64;
+        let chunks = snapshot_bytes.div_ceil(self.setup.snapshot_chunk_bytes);
+        self.opts.heal_ticks + (backlog.div_ceil(per_round_trip.max(1)) + chunks) * ROUND_TRIP_TICKS
+    }
+
+    fn heal_and_converge(&mut self) -> Result<(u64, u64), Box<SimFailure>> {
         let f = self.faults;
         self.c.heal();
         self.c.set_net_faults(NetFaults {
@@ -543,7 +577,8 @@ impl Swarm {
         let start = self.c.now();
         let mut proposals: Vec<(Term, LogIndex, Bytes)> = Vec::new();
         const AFTER_HEAL: usize = 3;
-        for _ in 0..self.opts.heal_ticks {
+        let bound = self.heal_bound();
+        for _ in 0..bound {
             self.c.run_tick(0.0);
             self.check()?;
             let Some(l) = self.stable_leader() else {
@@ -573,12 +608,11 @@ impl Swarm {
                 .iter()
                 .all(|(_, i, _)| self.c.checker().committed_entry(*i).is_some());
             if all_committed && self.converged(l) {
-                return Ok(self.c.now() - start);
+                return Ok((self.c.now() - start, bound));
             }
         }
         let mut detail = format!(
-            "not converged {} ticks after healing ({} of {AFTER_HEAL} proposals accepted); nodes:",
-            self.opts.heal_ticks,
+            "not converged {bound} ticks after healing ({} of {AFTER_HEAL} proposals accepted); nodes:",
             proposals.len()
         );
         for id in self.ids() {
