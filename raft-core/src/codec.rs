@@ -55,9 +55,30 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) {
     out.push(WIRE_VERSION);
     // Serializing into a Vec cannot fail for these types: every field is a
     // plain integer, byte string, sequence or enum.
-    let body = postcard::to_extend(msg, std::mem::take(out))
+    postcard::serialize_with_flavor(msg, VecFlavor(out))
         .expect("postcard encoding of a Message into a Vec cannot fail");
-    *out = body;
+}
+
+/// A postcard output that appends to a `Vec` and copies byte strings (entry
+/// payloads, snapshot chunks) in one `extend_from_slice`, not byte by byte.
+struct VecFlavor<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes one message from exactly `bytes`.
