@@ -264,6 +264,7 @@ async fn worker(
     let mut lat = Vec::with_capacity(1 << 14);
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut conn: Option<Conn> = None;
+    let mut fallback = seed as usize;
     let suffix = if cfg.stale { "?consistency=stale" } else { "" };
     while Instant::now() < deadline {
         if conn.as_ref().is_none_or(|c| !c.is_open()) {
@@ -271,6 +272,12 @@ async fn worker(
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     errors += 1;
+                    // The node is gone (or a redirect pointed at a dead
+                    // leader): try the next endpoint, which redirects us on.
+                    if !cfg.endpoints.is_empty() {
+                        fallback += 1;
+                        target = cfg.endpoints[fallback % cfg.endpoints.len()].clone();
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -356,6 +363,8 @@ pub async fn measure_failover(
         cl.kill(leader);
         let mut target = survivors[trial % survivors.len()].clone();
         let mut took = None;
+        let mut last = String::new();
+        let mut attempt = 0;
         while t0.elapsed() < Duration::from_secs(10) {
             let r = client::request(
                 &target,
@@ -376,14 +385,26 @@ pub async fn measure_failover(
                         target = a;
                     }
                 }
-                _ => {
+                other => {
+                    last = format!("{target}: {other:?}");
+                    if other.is_err() {
+                        // A redirect may have pointed at the dead leader
+                        // before the survivors noticed: go back to them.
+                        attempt += 1;
+                        target = survivors[(trial + attempt) % survivors.len()].clone();
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
         }
         let Some(took) = took else {
+            let mut states = String::new();
+            for id in ids.iter().filter(|i| **i != leader) {
+                states.push_str(&format!("node {id}: {:?}\n", cl.status(*id).await));
+            }
+            cl.keep_dir();
             anyhow::bail!(
-                "no write succeeded within 10 s of killing the leader:\n{}",
+                "no write succeeded within 10 s of killing leader {leader} (last answer: {last}):\n{states}{}",
                 cl.log_tails(30)
             );
         };
