@@ -13,6 +13,8 @@
 use crate::message::Message;
 use crate::types::NodeId;
 
+pub mod frame;
+
 /// The version of the message encoding. Bumped on any incompatible change.
 pub const WIRE_VERSION: u8 = 1;
 
