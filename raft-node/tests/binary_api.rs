@@ -644,3 +644,41 @@ async fn port_in_use_is_named_and_sigterm_exits_cleanly() {
     assert!(log.contains("recovered storage"), "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_writes_are_never_acknowledged() {
+    let mut cl = cluster(
+        "noquorum",
+        Net::Tcp,
+        &[1, 2, 3],
+        &["--request-timeout-ms", "1500"],
+    );
+    let ids = cl.ids();
+    let l = leader(&cl, &ids).await;
+    put_ok(&cl, l, "k", "before").await;
+    for id in ids.iter().filter(|i| **i != l) {
+        cl.kill(*id);
+    }
+    // The leader can no longer commit: a write is answered 503 (no
+    // leader, once it has stepped down) or 504 with an unknown outcome,
+    // never 200; reads cannot be confirmed either.
+    let r = req(&cl.http(l), Method::PUT, "/v1/kv/k", b"during").await;
+    match r.status {
+        504 => assert_eq!(r.json()["outcome"], "unknown", "{r:?}"),
+        503 => assert!(r.header("retry-after").is_some(), "{r:?}"),
+        _ => panic!("a write without a quorum got {r:?}"),
+    }
+    let r = req(&cl.http(l), Method::PUT, "/v1/kv/k2", b"during").await;
+    assert!(r.status == 503 || r.status == 504, "{r:?}");
+    assert!(r.json()["error"].is_string(), "{r:?}");
+    let r = req(&cl.http(l), Method::GET, "/v1/kv/k", b"").await;
+    assert!(r.status == 503 || r.status == 504, "{r:?}");
+    // A stale read still answers locally.
+    let r = req(&cl.http(l), Method::GET, "/v1/kv/k?consistency=stale", b"").await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"before"[..]), "{r:?}");
+    let st = cl.status(l).await.unwrap();
+    assert_ne!(
+        st["role"], "leader",
+        "check-quorum makes it step down: {st}"
+    );
+}

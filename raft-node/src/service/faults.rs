@@ -247,3 +247,68 @@ impl<T: Transport> Transport for FaultFilter<T> {
         self.inner.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_transport_mem::MemNetwork;
+    use std::time::Duration;
+
+    fn msg(from: u64, to: u64) -> Message {
+        Message {
+            from: NodeId(from),
+            to: NodeId(to),
+            term: 1,
+            body: Body::TimeoutNow,
+        }
+    }
+
+    async fn recv_within<T: Transport>(t: &mut T) -> Option<(NodeId, Message)> {
+        tokio::time::timeout(Duration::from_millis(200), t.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolation_cuts_both_directions_and_heals() {
+        let net = MemNetwork::new(7);
+        let c1 = FaultControl::default();
+        let mut t1 = FaultFilter::new(net.transport(NodeId(1)), c1.clone());
+        let mut t2 = net.transport(NodeId(2));
+        let mut t3 = net.transport(NodeId(3));
+        t1.add_peer(NodeId(2), "mem".into());
+        t1.add_peer(NodeId(3), "mem".into());
+        t2.add_peer(NodeId(1), "mem".into());
+        t3.add_peer(NodeId(1), "mem".into());
+
+        c1.isolate(&[NodeId(2)]);
+        assert_eq!(c1.isolated_from(), vec![NodeId(2)]);
+        // Out: to 2 dropped, to 3 delivered.
+        t1.send(msg(1, 2)).unwrap();
+        t1.send(msg(1, 3)).unwrap();
+        assert!(recv_within(&mut t2).await.is_none());
+        assert_eq!(recv_within(&mut t3).await.map(|(f, _)| f), Some(NodeId(1)));
+        // In: from 2 discarded, from 3 delivered.
+        t2.send(msg(2, 1)).unwrap();
+        t3.send(msg(3, 1)).unwrap();
+        assert_eq!(recv_within(&mut t1).await.map(|(f, _)| f), Some(NodeId(3)));
+        assert!(recv_within(&mut t1).await.is_none());
+        let counters = c1.peer_counters();
+        assert_eq!(counters[&NodeId(2)].dropped, 1);
+        assert_eq!(counters[&NodeId(2)].filtered_in, 1);
+
+        // Empty list: every peer.
+        c1.isolate(&[]);
+        assert_eq!(c1.isolated_from(), vec![NodeId(2), NodeId(3)]);
+        t1.send(msg(1, 3)).unwrap();
+        assert!(recv_within(&mut t3).await.is_none());
+
+        c1.heal();
+        assert!(c1.isolated_from().is_empty());
+        t1.send(msg(1, 2)).unwrap();
+        assert_eq!(recv_within(&mut t2).await.map(|(f, _)| f), Some(NodeId(1)));
+        t2.send(msg(2, 1)).unwrap();
+        assert_eq!(recv_within(&mut t1).await.map(|(f, _)| f), Some(NodeId(2)));
+    }
+}
