@@ -72,6 +72,8 @@ struct Cell {
     batches_per_sec: f64,
     fsyncs_per_batch: f64,
     mean_fsync: Duration,
+    /// Time per batch outside fsync: encoding, write(2), dispatch.
+    cpu_per_batch: Duration,
 }
 
 async fn throughput(size: usize, batch_len: usize, mode: IoMode, secs: f64) -> Cell {
@@ -129,14 +131,16 @@ async fn throughput(size: usize, batch_len: usize, mode: IoMode, secs: f64) -> C
         batches_per_sec: batches as f64 / el,
         fsyncs_per_batch: fsyncs as f64 / batches as f64,
         mean_fsync: (m.fsync_histogram().sum - h0) / fsyncs.max(1) as u32,
+        cpu_per_batch: Duration::from_secs_f64(el).saturating_sub(m.fsync_histogram().sum - h0)
+            / batches.max(1) as u32,
     };
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
     cell
 }
 
-/// The round trip of a call that does almost no I/O (reading one cached
-/// entry), i.e. the cost of handing work to the I/O side and back.
+/// The round trip of a call that does no I/O (an empty range), i.e. the
+/// cost of handing work to the I/O side and back.
 async fn dispatch_cost(mode: IoMode) -> Duration {
     let dir = fresh_dir(&format!("dispatch-{mode:?}"));
     let (mut store, _) = FileStore::open(
@@ -158,7 +162,7 @@ async fn dispatch_cost(mode: IoMode) -> Duration {
     let n = 20_000;
     let t = Instant::now();
     for _ in 0..n {
-        store.entries(1, 2).await.expect("read");
+        store.entries(1, 1).await.expect("read");
     }
     let per = t.elapsed() / n;
     drop(store);
@@ -173,7 +177,8 @@ async fn recovery(n: u64) -> (Duration, Duration, u64, u64) {
         let (mut store, _) = FileStore::open(&dir, WalOptions::default()).expect("open");
         let mut next = 1;
         while next <= n {
-            let k = 256.min(n - next + 1) as usize;
+            // Large batches: only the reading is measured.
+            let k = 4096.min(n - next + 1) as usize;
             let es = batch(next, k, 64);
             next += k as u64;
             store
@@ -228,17 +233,17 @@ fn main() {
         .expect("runtime");
     println!("WAL benchmark, files under {}", bench_root().display());
 
-    let (median, p99, mean, n) = fsync_latency();
+    let (fs_median, p99, mean, n) = fsync_latency();
     println!(
         "\nfsync latency of this disk (4 KiB append + fdatasync, {n} samples): median {}, p99 {}, mean {}",
-        fmt_us(median),
+        fmt_us(fs_median),
         fmt_us(p99),
         fmt_us(mean)
     );
 
     println!("\nappend throughput (dedicated I/O thread; one fsync per batch; {secs} s per cell)");
     println!(
-        "{:>6} {:>6} {:>12} {:>13} {:>10} {:>10} {:>13} {:>11}",
+        "{:>6} {:>6} {:>11} {:>13} {:>9} {:>10} {:>13} {:>11} {:>16} {:>20}",
         "entry",
         "batch",
         "entries/s",
@@ -246,44 +251,85 @@ fn main() {
         "WAL MB/s",
         "batches/s",
         "fsyncs/batch",
-        "mean fsync"
+        "mean fsync",
+        "non-fsync/batch",
+        "entries/s sans fsync"
     );
     for size in [64usize, 4096] {
         for b in [1usize, 16, 256] {
             let c = rt.block_on(throughput(size, b, IoMode::Thread, secs));
+            let cpu = c.cpu_per_batch.as_secs_f64();
             println!(
-                "{:>6} {:>6} {:>12.0} {:>13.2} {:>10.2} {:>10.0} {:>13.2} {:>11}",
-                if size == 64 {
-                    "64 B".to_string()
-                } else {
-                    "4 KiB".to_string()
-                },
+                "{:>6} {:>6} {:>11.0} {:>13.2} {:>9.2} {:>10.0} {:>13.2} {:>11} {:>16} {:>20.0}",
+                if size == 64 { "64 B" } else { "4 KiB" },
                 b,
                 c.entries_per_sec,
                 c.payload_mb_per_sec,
                 c.wal_mb_per_sec,
                 c.batches_per_sec,
                 c.fsyncs_per_batch,
-                fmt_us(c.mean_fsync)
+                fmt_us(c.mean_fsync),
+                format!("{:.1} µs", cpu * 1e6),
+                b as f64 / cpu.max(1e-9)
             );
         }
     }
-
-    println!("\nkeeping file I/O off the runtime: dedicated thread vs spawn_blocking");
     println!(
-        "{:>16} {:>22} {:>22} {:>22}",
-        "mode", "call round trip", "64 B x1 entries/s", "64 B x256 entries/s"
+        "(non-fsync/batch: wall time per batch minus time inside fsync: encoding, write(2), \
+         handing the call to the I/O thread and back; \"sans fsync\" is the rate the store \
+         would sustain on a disk with free fsyncs)"
     );
-    for mode in [IoMode::Thread, IoMode::SpawnBlocking] {
-        let d = rt.block_on(dispatch_cost(mode));
-        let one = rt.block_on(throughput(64, 1, mode, secs));
-        let many = rt.block_on(throughput(64, 256, mode, secs));
+
+    let rounds: usize = std::env::var("WAL_BENCH_MODE_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "\nkeeping file I/O off the runtime: dedicated thread vs spawn_blocking \
+         (interleaved, {rounds} rounds, medians; 64 B entries)"
+    );
+    println!(
+        "{:>14} {:>16} {:>12} {:>12} {:>16} {:>12} {:>12}",
+        "mode",
+        "no-op round trip",
+        "x1 entries/s",
+        "x1 fsync",
+        "x1 non-fsync",
+        "x256 entries/s",
+        "x256 fsync"
+    );
+    let mut rows: Vec<(IoMode, Vec<Duration>, Vec<Cell>, Vec<Cell>)> =
+        [IoMode::Thread, IoMode::SpawnBlocking]
+            .into_iter()
+            .map(|m| (m, Vec::new(), Vec::new(), Vec::new()))
+            .collect();
+    for _ in 0..rounds {
+        // Alternate which mode goes first: the disk's fsync latency drifts.
+        rows.reverse();
+        for (mode, d, one, many) in rows.iter_mut() {
+            d.push(rt.block_on(dispatch_cost(*mode)));
+            one.push(rt.block_on(throughput(64, 1, *mode, secs / 2.0)));
+            many.push(rt.block_on(throughput(64, 256, *mode, secs / 2.0)));
+        }
+    }
+    rows.sort_by_key(|r| r.0 != IoMode::Thread);
+    fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        v[v.len() / 2]
+    }
+    for (mode, d, one, many) in rows {
         println!(
-            "{:>16} {:>22} {:>22.0} {:>22.0}",
+            "{:>14} {:>16} {:>12.0} {:>12} {:>16} {:>12.0} {:>12}",
             format!("{mode:?}"),
-            format!("{:.1} µs", d.as_secs_f64() * 1e6),
-            one.entries_per_sec,
-            many.entries_per_sec
+            format!("{:.1} µs", median(d).as_secs_f64() * 1e6),
+            median(one.iter().map(|c| c.entries_per_sec).collect()),
+            fmt_us(median(one.iter().map(|c| c.mean_fsync).collect())),
+            format!(
+                "{:.1} µs",
+                median(one.iter().map(|c| c.cpu_per_batch).collect()).as_secs_f64() * 1e6
+            ),
+            median(many.iter().map(|c| c.entries_per_sec).collect()),
+            fmt_us(median(many.iter().map(|c| c.mean_fsync).collect())),
         );
     }
 

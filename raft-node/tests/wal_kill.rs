@@ -39,6 +39,14 @@ impl SplitMix {
 }
 
 fn payload(index: u64, term: u64) -> Bytes {
+    // Now and then a large entry, so that a kill can land inside a write
+    // (a torn record) and not only inside an fsync.
+    if index % 61 == 0 {
+        let mut v = vec![(index ^ term) as u8; 1 << 20];
+        v[..8].copy_from_slice(&index.to_le_bytes());
+        v[8..16].copy_from_slice(&term.to_le_bytes());
+        return v.into();
+    }
     let len = ((index * 7 + term * 13) % 300) as usize;
     (0..len)
         .map(|i| (index ^ (term << 3) ^ i as u64) as u8)

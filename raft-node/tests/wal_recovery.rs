@@ -680,11 +680,10 @@ async fn conflicting_suffixes_are_replaced_across_segments_and_restarts() {
 async fn inconsistent_batches_are_refused_without_harming_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut s, _) = open(tmp.path(), opts());
-    let bad = |es: Vec<Entry>| es;
     for es in [
-        bad(vec![entry(2, 1, 1)]),                 // gap after an empty log
-        bad(vec![entry(1, 1, 1), entry(3, 1, 1)]), // not contiguous
-        bad(vec![entry(0, 1, 1)]),                 // index 0
+        vec![entry(2, 1, 1)],                 // gap after an empty log
+        vec![entry(1, 1, 1), entry(3, 1, 1)], // not contiguous
+        vec![entry(0, 1, 1)],                 // index 0
     ] {
         let r = s
             .persist(WriteBatch {

@@ -246,6 +246,17 @@ impl FileStore {
         ))
     }
 
+    /// [`FileStore::open`] run on tokio's blocking pool, for callers already
+    /// inside the runtime.
+    pub async fn open_async(
+        dir: PathBuf,
+        opts: WalOptions,
+    ) -> Result<(FileStore, RecoveryReport), StoreError> {
+        tokio::task::spawn_blocking(move || FileStore::open(&dir, opts))
+            .await
+            .map_err(|e| StoreError::io("open the store", std::io::Error::other(e.to_string())))?
+    }
+
     /// The store's write metrics, to export.
     pub fn metrics(&self) -> Arc<WalMetrics> {
         self.metrics.clone()
