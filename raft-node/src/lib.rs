@@ -7,6 +7,8 @@
 
 pub mod store;
 pub mod wal;
+pub mod loadgen;
+pub mod service;
 pub mod mem_store;
 pub mod runtime;
 pub mod state_machine;
