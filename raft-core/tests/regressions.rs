@@ -200,3 +200,69 @@ fn lease_read_scenario(seed: u64) {
     );
     assert_eq!(c.violation(), None);
 }
+
+/// A follower queues an acknowledgement (a message that waits for the next
+/// write) for entries it appended from the leader of term 2; before that
+/// write, a leader of term 3 makes it truncate them. The queued
+/// acknowledgement must not leave: it would tell the old leader that the
+/// follower holds entries it no longer has, and the old leader could count
+/// them toward a commit. Found by the swarm (seed 1025 of the long run).
+#[test]
+#[ignore = "bug: an acknowledgement queued for persistence survives the truncation of the entries it acknowledges"]
+fn a_queued_acknowledgement_does_not_outlive_the_entries_it_acknowledges() {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let entry = |index, term| Entry {
+        term,
+        index,
+        kind: EntryKind::Normal,
+        data: Bytes::from(format!("{index}@{term}")),
+    };
+    let mut r = Raft::restore(
+        Config::new(NodeId(3), ids),
+        raft_core::InitialState {
+            hard_state: raft_core::HardState {
+                term: 1,
+                vote: NodeId::NONE,
+                commit: 1,
+            },
+            snapshot: None,
+            entries: vec![entry(1, 1)],
+        },
+    )
+    .expect("a consistent state");
+    let append = |from: u64, term, prev: u64, prev_term, entries| Message {
+        from: NodeId(from),
+        to: NodeId(3),
+        term,
+        body: Body::AppendEntries {
+            prev_log_index: prev,
+            prev_log_term: prev_term,
+            entries,
+            leader_commit: 1,
+        },
+    };
+    // Leader 1 of term 2 sends entries 2 and 3; the acknowledgement waits
+    // for the next Ready's write.
+    r.step(append(1, 2, 1, 1, vec![entry(2, 2), entry(3, 2)]))
+        .expect("addressed to node 3");
+    // Before any Ready, leader 2 of term 3 replaces entry 3.
+    r.step(append(2, 3, 2, 2, vec![entry(3, 3)]))
+        .expect("addressed to node 3");
+    assert_eq!(r.term_at(3), Some(3));
+    let rd = r.ready();
+    assert_eq!(rd.entries.last().map(|e| (e.index, e.term)), Some((3, 3)));
+    for m in rd.persisted_messages.iter().chain(rd.messages.iter()) {
+        if let Body::AppendEntriesResponse {
+            success: true,
+            index,
+            ..
+        } = m.body
+        {
+            assert!(
+                m.to != NodeId(1) || index < 3,
+                "tells node 1 (term {}) it holds entry {index} of term 2, which it dropped",
+                m.term
+            );
+        }
+    }
+}
