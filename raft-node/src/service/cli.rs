@@ -75,17 +75,30 @@ impl FromStr for PeerSpec {
 
 /// A replicated key-value service over HTTP, built on Raft.
 ///
-/// Start three nodes (one per terminal):
+/// Start three nodes, one per terminal (for nodes 2 and 3 change --id, --data-dir,
+/// --raft-addr and --http-addr to match their --peer entries):
 ///
 ///   raft-node --id 1 --data-dir d1 --raft-addr 127.0.0.1:7001 --http-addr 127.0.0.1:8001 \
 ///     --peer 1=127.0.0.1:7001,127.0.0.1:8001 --peer 2=127.0.0.1:7002,127.0.0.1:8002 \
 ///     --peer 3=127.0.0.1:7003,127.0.0.1:8003
 ///
-/// or all three in one process: raft-node --transport mem --nodes 3 --http-addr 127.0.0.1:8001
+/// or all three in one process:
 ///
-/// Then: curl -XPUT --data-binary hello localhost:8001/v1/kv/greeting; curl -L localhost:8001/v1/kv/greeting
+///   raft-node --transport mem --nodes 3 --http-addr 127.0.0.1:8001
+///
+/// Then:
+///
+///   curl -XPUT --data-binary hello localhost:8001/v1/kv/greeting
+///   curl -L localhost:8001/v1/kv/greeting
+///
+/// Load and failover figures: raft-node loadgen --help
 #[derive(Parser, Debug, Clone)]
-#[command(name = "raft-node", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "raft-node",
+    version,
+    args_conflicts_with_subcommands = true,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// A TOML file holding any of the options below (keys as the flag names,
     /// with '-' or '_'; `peer` is a list of strings). Flags override it.
