@@ -202,6 +202,17 @@ pub enum PushError {
     Closed,
 }
 
+impl PushError {
+    /// What a transport's `send` reports when the queue of `peer` refused a
+    /// frame.
+    pub fn to_send_error(self, peer: NodeId) -> SendError {
+        match self {
+            PushError::Full => SendError::QueueFull(peer),
+            PushError::Closed => SendError::Shutdown,
+        }
+    }
+}
+
 /// The bounded outgoing queue of encoded frames for one peer (or one lane
 /// of one peer), with two lanes.
 ///
@@ -356,6 +367,18 @@ mod link_tests {
         q.push(vec![0; 4], true).unwrap();
         assert_eq!(q.len(), 2);
         assert_eq!(q.push(vec![0; 1], false), Err(PushError::Full));
+    }
+
+    #[test]
+    fn push_errors_become_send_errors() {
+        assert_eq!(
+            PushError::Full.to_send_error(NodeId(4)),
+            SendError::QueueFull(NodeId(4))
+        );
+        assert_eq!(
+            PushError::Closed.to_send_error(NodeId(4)),
+            SendError::Shutdown
+        );
     }
 
     #[test]

@@ -35,12 +35,12 @@ impl Harness for Quic {
     async fn start(&self, id: NodeId, at: Option<&str>) -> (QuicTransport, String) {
         let addr = at.unwrap_or("127.0.0.1:0").parse().unwrap();
         let mut cfg = QuicConfig::new(id, CLUSTER, addr, self.ca.node_tls(id).unwrap());
-        cfg.backoff_initial = Duration::from_millis(10);
-        cfg.backoff_max = Duration::from_millis(200);
+        cfg.limits.backoff_initial = Duration::from_millis(10);
+        cfg.limits.backoff_max = Duration::from_millis(200);
         if self.opts.small_buffers {
-            cfg.queue_capacity = 64;
-            cfg.queue_bytes = 1 << 20;
-            cfg.inbound_buffer_bytes = 1 << 20;
+            cfg.limits.queue_capacity = 64;
+            cfg.limits.queue_bytes = 1 << 20;
+            cfg.limits.inbound_buffer_bytes = 1 << 20;
         }
         let t = QuicTransport::bind(cfg).await.unwrap();
         let addr = t.local_addr().to_string();

@@ -77,12 +77,12 @@ impl<const TLS: bool> Harness for Tcp<TLS> {
     async fn start(&self, id: NodeId, at: Option<&str>) -> (TcpTransport, String) {
         let addr = at.unwrap_or("127.0.0.1:0").parse().unwrap();
         let mut cfg = TcpConfig::new(id, CLUSTER, addr);
-        cfg.backoff_initial = Duration::from_millis(10);
-        cfg.backoff_max = Duration::from_millis(200);
+        cfg.limits.backoff_initial = Duration::from_millis(10);
+        cfg.limits.backoff_max = Duration::from_millis(200);
         if self.opts.small_buffers {
-            cfg.queue_capacity = 64;
-            cfg.queue_bytes = 1 << 20;
-            cfg.inbound_buffer_bytes = 1 << 20;
+            cfg.limits.queue_capacity = 64;
+            cfg.limits.queue_bytes = 1 << 20;
+            cfg.limits.inbound_buffer_bytes = 1 << 20;
         }
         if let Some(pki) = &self.pki {
             cfg.tls = Some(tcp_tls(&pki.ca.node_tls(id).unwrap()));

@@ -79,12 +79,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backoff;
 pub mod certs;
 mod config;
-pub mod frame;
 mod queue;
 mod transport;
+
+pub use raft_core::codec::frame;
 
 pub use config::QuicConfig;
 pub use transport::{QuicError, QuicTransport};

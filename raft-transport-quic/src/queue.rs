@@ -1,113 +1,60 @@
-//! A bounded outgoing queue for one lane of one peer.
+//! The bounded outgoing queue of one lane of one peer, shared by `send` and
+//! the lane's writer.
 //!
-//! `send` pushes without waiting; the lane's writer takes everything queued
-//! at once so it can write many frames in one stream write. Each peer has
-//! two lanes (replication and bulk snapshot data), each bounded in messages
-//! and in bytes; neither may ever grow past its bounds.
+//! `send` pushes without waiting; the writer of the replication lane takes
+//! everything queued at once so it can write many frames in one stream
+//! write, the writer of the bulk lane one snapshot chunk per round. Each lane
+//! is bounded in messages and in bytes and may never grow past its bounds.
+//! The bookkeeping is [`FrameQueue`]'s; this wrapper adds the lock and the
+//! writer's wake-up, which need tokio and so cannot live in raft-core.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use raft_core::transport::{FrameQueue, PushError};
+use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
-
-/// Per-peer counters behind [`raft_core::PeerStats`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    sent: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add_sent(&self, n: usize) {
-        self.sent.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_dropped(&self, n: usize) {
-        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> raft_core::PeerStats {
-        raft_core::PeerStats {
-            sent: self.sent.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PushError {
-    Full,
-    Closed,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    frames: VecDeque<Vec<u8>>,
-    bytes: usize,
-    closed: bool,
-}
 
 #[derive(Debug)]
 pub(crate) struct LaneQueue {
-    state: Mutex<State>,
+    frames: Mutex<FrameQueue>,
     ready: Notify,
-    max_messages: usize,
-    max_bytes: usize,
+    bulk: bool,
 }
 
 impl LaneQueue {
-    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+    /// A queue for the replication lane, or for the bulk lane when `bulk`.
+    pub(crate) fn new(max_messages: usize, max_bytes: usize, bulk: bool) -> Self {
         LaneQueue {
-            state: Mutex::new(State::default()),
+            frames: Mutex::new(FrameQueue::new(max_messages, max_bytes)),
             ready: Notify::new(),
-            max_messages: max_messages.max(1),
-            max_bytes: max_bytes.max(1),
+            bulk,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, FrameQueue> {
         // Nothing panics while holding the lock short of allocation
-        // failure, which leaves the state consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // failure, which leaves the queue consistent.
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues a frame; one larger than the byte bound still enters an empty
     /// queue, so any message within the frame limit can pass.
     pub(crate) fn push(&self, frame: Vec<u8>) -> Result<(), PushError> {
-        {
-            let mut s = self.lock();
-            if s.closed {
-                return Err(PushError::Closed);
-            }
-            let empty = s.frames.is_empty();
-            if s.frames.len() >= self.max_messages
-                || (!empty && s.bytes + frame.len() > self.max_bytes)
-            {
-                return Err(PushError::Full);
-            }
-            s.bytes += frame.len();
-            s.frames.push_back(frame);
-        }
+        self.lock().push(frame, self.bulk)?;
         self.ready.notify_one();
         Ok(())
     }
 
-    /// Moves up to `max` frames into `out`; false once closed.
-    pub(crate) fn take(&self, out: &mut Vec<Vec<u8>>, max: usize) -> bool {
-        let mut s = self.lock();
-        let n = s.frames.len().min(max);
-        let mut taken = 0;
-        out.extend(s.frames.drain(..n).inspect(|f| taken += f.len()));
-        s.bytes -= taken;
-        !s.closed
+    /// Moves every queued frame (one, in the bulk lane) into `out`; false
+    /// once closed.
+    pub(crate) fn take(&self, out: &mut Vec<Vec<u8>>) -> bool {
+        self.lock().take(out)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().frames.is_empty()
+        self.lock().is_empty()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.lock().is_closed()
     }
 
     /// Waits for a push or a close. Cancel-safe.
@@ -118,14 +65,7 @@ impl LaneQueue {
     /// Rejects further pushes and discards what is queued; returns how
     /// many messages were discarded.
     pub(crate) fn close(&self) -> usize {
-        let n = {
-            let mut s = self.lock();
-            s.closed = true;
-            s.bytes = 0;
-            let n = s.frames.len();
-            s.frames.clear();
-            n
-        };
+        let n = self.lock().close();
         self.ready.notify_one();
         n
     }
@@ -136,17 +76,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_replication_lane_hands_out_everything_and_the_bulk_lane_one_chunk() {
+        let normal = LaneQueue::new(10, 100, false);
+        let bulk = LaneQueue::new(10, 100, true);
+        for i in 0..3 {
+            normal.push(vec![i]).unwrap();
+            bulk.push(vec![i]).unwrap();
+        }
+        let mut out = Vec::new();
+        assert!(normal.take(&mut out));
+        assert_eq!(out, vec![vec![0], vec![1], vec![2]]);
+        out.clear();
+        assert!(bulk.take(&mut out));
+        assert_eq!(out, vec![vec![0]]);
+        assert_eq!(bulk.close(), 2);
+        assert_eq!(bulk.push(vec![9]), Err(PushError::Closed));
+        assert!(!bulk.take(&mut out));
+    }
+
+    #[test]
     fn bounded_by_count_and_bytes() {
-        let q = LaneQueue::new(2, 10);
+        let q = LaneQueue::new(2, 10, false);
         q.push(vec![0; 20]).unwrap();
         assert_eq!(q.push(vec![0; 1]), Err(PushError::Full));
         let mut out = Vec::new();
-        assert!(q.take(&mut out, usize::MAX));
+        assert!(q.take(&mut out));
         q.push(vec![0; 1]).unwrap();
         q.push(vec![0; 1]).unwrap();
         assert_eq!(q.push(vec![0; 1]), Err(PushError::Full));
-        assert_eq!(q.close(), 2);
-        assert_eq!(q.push(vec![0; 1]), Err(PushError::Closed));
-        assert!(!q.take(&mut out, usize::MAX));
     }
 }

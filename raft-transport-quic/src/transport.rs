@@ -7,18 +7,21 @@
 //! is sent, so flow control on one never stalls the other. Nothing here may
 //! block one peer's traffic on another's, and every wait is bounded.
 
-use crate::backoff::Backoff;
 use crate::certs::{check_node_id, node_server_name};
 use crate::config::QuicConfig;
-use crate::frame::{self, Decoded, FrameError};
-use crate::queue::{Counters, LaneQueue, PushError};
+use crate::queue::LaneQueue;
 use bytes::{Buf, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
+use raft_core::backoff::Backoff;
+use raft_core::codec::frame::{self, Decoded};
 use raft_core::codec::Handshake;
+use raft_core::transport::PeerCounters;
 use raft_core::{Message, NodeId, PeerStats, SendError, Transport};
 use rustls::pki_types::CertificateDer;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,7 +95,7 @@ struct Outbound {
     addr: String,
     normal: Arc<LaneQueue>,
     bulk: Arc<LaneQueue>,
-    counters: Arc<Counters>,
+    counters: Arc<PeerCounters>,
     task: JoinHandle<()>,
 }
 
@@ -130,10 +133,10 @@ fn transport_config(
     accepting: bool,
 ) -> Result<quinn::TransportConfig, QuicError> {
     let mut tc = quinn::TransportConfig::default();
-    let idle = quinn::IdleTimeout::try_from(cfg.idle_timeout)
+    let idle = quinn::IdleTimeout::try_from(cfg.limits.idle_timeout)
         .map_err(|e| QuicError::Config(format!("idle_timeout: {e}")))?;
     tc.max_idle_timeout(Some(idle));
-    tc.keep_alive_interval(Some(cfg.keepalive_interval));
+    tc.keep_alive_interval(Some(cfg.limits.keepalive_interval));
     // A dialer opens one bidirectional stream (handshake and replication)
     // and one unidirectional stream per bulk lane; the accepting side opens
     // none, so a dialed peer may open nothing towards us.
@@ -179,7 +182,7 @@ impl QuicTransport {
             .map_err(|source| QuicError::Bind { addr, source })?;
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(
-            cfg.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS),
+            cfg.limits.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS),
         ));
         let node_id = cfg.node_id;
         let shared = Arc::new(Shared {
@@ -220,33 +223,17 @@ impl Transport for QuicTransport {
         let Some(out) = self.peers.get(&to) else {
             return Err(SendError::UnknownPeer(to));
         };
-        let frame = match frame::encode_frame(&msg, shared.cfg.max_frame_size) {
-            Ok(f) => f,
-            Err(e) => {
-                out.counters.add_dropped(1);
-                let (size, limit) = match e {
-                    FrameError::TooLarge { len, max } => (len, max),
-                    _ => (msg.size_hint() as usize, shared.cfg.max_frame_size),
-                };
-                return Err(SendError::TooLarge { size, limit });
-            }
-        };
         let lane = if msg.body.is_bulk() {
             &out.bulk
         } else {
             &out.normal
         };
-        match lane.push(frame) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full) => {
-                out.counters.add_dropped(1);
-                Err(SendError::QueueFull(to))
-            }
-            Err(PushError::Closed) => {
-                out.counters.add_dropped(1);
-                Err(SendError::Shutdown)
-            }
+        let queued = frame::encode_for_send(&msg, shared.cfg.limits.max_frame_size)
+            .and_then(|f| lane.push(f).map_err(|e| e.to_send_error(to)));
+        if queued.is_err() {
+            out.counters.add_dropped(1);
         }
+        queued
     }
 
     async fn recv(&mut self) -> Option<(NodeId, Message)> {
@@ -279,11 +266,20 @@ impl Transport for QuicTransport {
         let counters = match self.peers.get(&id) {
             Some(out) if out.addr == addr => return,
             Some(out) => out.counters.clone(),
-            None => Arc::new(Counters::default()),
+            None => Arc::new(PeerCounters::default()),
         };
         let cfg = &shared.cfg;
-        let normal = Arc::new(LaneQueue::new(cfg.queue_capacity, cfg.queue_bytes));
-        let bulk = Arc::new(LaneQueue::new(cfg.queue_capacity, cfg.queue_bytes));
+        let limits = &cfg.limits;
+        let normal = Arc::new(LaneQueue::new(
+            limits.queue_capacity,
+            limits.queue_bytes,
+            false,
+        ));
+        let bulk = Arc::new(LaneQueue::new(
+            limits.queue_capacity,
+            limits.queue_bytes,
+            true,
+        ));
         let task = tokio::spawn(run_outbound(
             shared.clone(),
             id,
@@ -405,19 +401,29 @@ enum DialError {
     Failed(String),
 }
 
+/// A seed for a peer's redial jitter. It only needs to differ between
+/// processes (so that nodes that lost a peer together do not redial it in
+/// lockstep), not to be unpredictable, so the standard library's
+/// per-process random hash keys serve.
+fn jitter_seed(salt: u64) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.finish()
+}
+
 async fn run_outbound(
     shared: Arc<Shared>,
     peer: NodeId,
     addr: String,
     normal: Arc<LaneQueue>,
     bulk: Arc<LaneQueue>,
-    counters: Arc<Counters>,
+    counters: Arc<PeerCounters>,
 ) {
     let cfg = &shared.cfg;
     let mut backoff = Backoff::new(
-        cfg.backoff_initial,
-        cfg.backoff_max,
-        cfg.node_id.0.rotate_left(32) ^ peer.0,
+        cfg.limits.backoff_initial,
+        cfg.limits.backoff_max,
+        jitter_seed(cfg.node_id.0.rotate_left(32) ^ peer.0),
     );
     loop {
         while normal.is_empty() && bulk.is_empty() {
@@ -429,7 +435,7 @@ async fn run_outbound(
                 _ = bulk.changed() => {}
             }
         }
-        match timeout(cfg.connect_timeout, dial(&shared, peer, &addr)).await {
+        match timeout(cfg.limits.connect_timeout, dial(&shared, peer, &addr)).await {
             Ok(Ok((conn, send))) => {
                 info!(peer = %peer, addr = %addr, direction = "outbound", "connection established");
                 backoff.reset();
@@ -440,22 +446,22 @@ async fn run_outbound(
             Ok(Err(DialError::Refused(reason))) => {
                 // A misconfigured peer is refused on every redial: warn on
                 // the first failures and then at doubling intervals.
-                if backoff.attempt == 0 || (backoff.attempt + 1).is_power_of_two() {
-                    warn!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt + 1, "connection refused");
+                if backoff.attempt() == 0 || (backoff.attempt() + 1).is_power_of_two() {
+                    warn!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt() + 1, "connection refused");
                 } else {
-                    debug!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt + 1, "connection refused");
+                    debug!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt() + 1, "connection refused");
                 }
             }
             Ok(Err(DialError::Failed(reason))) => {
-                if backoff.attempt == 0 {
+                if backoff.attempt() == 0 {
                     warn!(peer = %peer, addr = %addr, reason = %reason, "cannot connect to peer");
                 } else {
                     debug!(peer = %peer, addr = %addr, reason = %reason, "cannot connect to peer");
                 }
             }
             Err(_) => {
-                let reason = format!("no connection within {:?}", cfg.connect_timeout);
-                if backoff.attempt == 0 {
+                let reason = format!("no connection within {:?}", cfg.limits.connect_timeout);
+                if backoff.attempt() == 0 {
                     warn!(peer = %peer, addr = %addr, reason = %reason, "cannot connect to peer");
                 } else {
                     debug!(peer = %peer, addr = %addr, reason = %reason, "cannot connect to peer");
@@ -463,10 +469,10 @@ async fn run_outbound(
             }
         }
         let delay = backoff.next_delay();
-        if backoff.attempt.is_power_of_two() {
-            info!(peer = %peer, addr = %addr, attempt = backoff.attempt, delay_ms = delay.as_millis() as u64, "redial backoff");
+        if backoff.attempt().is_power_of_two() {
+            info!(peer = %peer, addr = %addr, attempt = backoff.attempt(), delay_ms = delay.as_millis() as u64, "redial backoff");
         } else {
-            debug!(peer = %peer, addr = %addr, attempt = backoff.attempt, delay_ms = delay.as_millis() as u64, "redial backoff");
+            debug!(peer = %peer, addr = %addr, attempt = backoff.attempt(), delay_ms = delay.as_millis() as u64, "redial backoff");
         }
         tokio::time::sleep(delay).await;
     }
@@ -557,15 +563,14 @@ async fn write_all_within(
 async fn drive_lane(
     stream: &mut SendStream,
     queue: &LaneQueue,
-    counters: &Counters,
+    counters: &PeerCounters,
     idle: Duration,
-    max_per_round: usize,
 ) -> String {
     let mut frames = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     loop {
         frames.clear();
-        if !queue.take(&mut frames, max_per_round) {
+        if !queue.take(&mut frames) {
             return "peer removed".into();
         }
         if frames.is_empty() {
@@ -629,10 +634,10 @@ async fn drive_outbound(
     mut send: SendStream,
     normal: &LaneQueue,
     bulk: &LaneQueue,
-    counters: &Counters,
+    counters: &PeerCounters,
 ) -> String {
-    let idle = shared.cfg.idle_timeout;
-    let replication = drive_lane(&mut send, normal, counters, idle, usize::MAX);
+    let idle = shared.cfg.limits.idle_timeout;
+    let replication = drive_lane(&mut send, normal, counters, idle);
     let snapshots = async {
         // The bulk stream is opened when the first chunk is queued, and
         // carries one chunk per round so a chunk in flight never holds up
@@ -647,7 +652,7 @@ async fn drive_outbound(
             Ok(s) => s,
             Err(e) => return format!("opening bulk stream: {e}"),
         };
-        drive_lane(&mut stream, bulk, counters, idle, 1).await
+        drive_lane(&mut stream, bulk, counters, idle).await
     };
     tokio::select! {
         r = replication => r,
@@ -728,7 +733,7 @@ async fn accept_handshake(
 async fn serve_incoming(shared: Arc<Shared>, incoming: quinn::Incoming, conn_id: u64) {
     let cfg = &shared.cfg;
     let remote = incoming.remote_address();
-    let conn = match timeout(cfg.handshake_timeout, incoming).await {
+    let conn = match timeout(cfg.limits.handshake_timeout, incoming).await {
         Err(_) => {
             return refuse(
                 remote,
@@ -739,7 +744,11 @@ async fn serve_incoming(shared: Arc<Shared>, incoming: quinn::Incoming, conn_id:
         Ok(Err(e)) => return refuse(remote, None, &format!("TLS handshake failed: {e}")),
         Ok(Ok(c)) => c,
     };
-    let (peer, recv) = match timeout(cfg.handshake_timeout, accept_handshake(&shared, &conn)).await
+    let (peer, recv) = match timeout(
+        cfg.limits.handshake_timeout,
+        accept_handshake(&shared, &conn),
+    )
+    .await
     {
         Err(_) => {
             conn.close(VarInt::from_u32(CLOSE_REFUSED), b"no handshake");
@@ -830,8 +839,9 @@ async fn read_lane(
 ) -> String {
     let cfg = &shared.cfg;
     let me = cfg.node_id;
-    let max = cfg.max_frame_size;
+    let max = cfg.limits.max_frame_size;
     let total_budget = cfg
+        .limits
         .inbound_buffer_bytes
         .min(Semaphore::MAX_PERMITS)
         .min(u32::MAX as usize);
@@ -847,7 +857,7 @@ async fn read_lane(
         let room = loop {
             match frame::decode_frame(&buf, max) {
                 Ok(Decoded::Incomplete { needed }) => break needed.saturating_sub(buf.len()),
-                Ok(Decoded::Empty { consumed }) => buf.advance(consumed),
+                Ok(Decoded::Keepalive { consumed }) => buf.advance(consumed),
                 Ok(Decoded::Message { msg, consumed }) => {
                     buf.advance(consumed);
                     if msg.from != peer {
@@ -893,15 +903,9 @@ async fn read_lane(
         match recv.read_chunk(room.max(BATCH_BYTES), true).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => {
-                return if buf.is_empty() {
-                    STREAM_DONE.to_string()
-                } else {
-                    violation(
-                        FrameError::Truncated {
-                            buffered: buf.len(),
-                        }
-                        .to_string(),
-                    )
+                return match frame::check_end_of_stream(&buf) {
+                    Ok(()) => STREAM_DONE.to_string(),
+                    Err(e) => violation(e.to_string()),
                 };
             }
             Err(e) => return format!("read failed: {e}"),

@@ -36,7 +36,7 @@ async fn run(payload: usize, count: u64) -> (Duration, usize) {
         7,
         "127.0.0.1:0".parse().expect("loopback benchmark setup"),
     );
-    cfg1.queue_capacity = 1 << 16;
+    cfg1.limits.queue_capacity = 1 << 16;
     let cfg2 = TcpConfig::new(
         NodeId(2),
         7,

@@ -69,17 +69,18 @@
 //! module of raft-transport-quic provides them, so a cluster has one PKI for
 //! both transports).
 //!
-//! The frame decoder, [`frame::decode_frame`], is a pure function over a
-//! byte buffer and is property-tested on arbitrary input.
+//! The frame format is [`raft_core::codec::frame`] (re-exported here as
+//! [`frame`]), shared with raft-transport-quic; its decoder is a pure
+//! function over a byte buffer, property-tested on arbitrary input there.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backoff;
 mod config;
-pub mod frame;
 mod queue;
 mod transport;
+
+pub use raft_core::codec::frame;
 
 pub use config::{PeerCertCheck, PeerServerName, TcpConfig, TcpTls};
 pub use raft_core::codec::Handshake;

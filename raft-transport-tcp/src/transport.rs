@@ -6,15 +6,18 @@
 //! Every task here must stay bounded (queues, buffers, timeouts) and must
 //! never let one peer's trouble reach another peer's task.
 
-use crate::backoff::Backoff;
 use crate::config::TcpConfig;
-use crate::frame::{self, Decoded, FrameError, HEADER_LEN, KEEPALIVE};
-use crate::queue::{Counters, PeerQueue, PushError};
+use crate::queue::PeerQueue;
 use bytes::{Buf, BytesMut};
+use raft_core::backoff::Backoff;
+use raft_core::codec::frame::{self, Decoded, HEADER_LEN, KEEPALIVE};
 use raft_core::codec::Handshake;
+use raft_core::transport::PeerCounters;
 use raft_core::{Message, NodeId, PeerStats, SendError, Transport};
 use rustls::pki_types::ServerName;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +97,7 @@ impl Shared {
 struct Outbound {
     addr: String,
     queue: Arc<PeerQueue>,
-    counters: Arc<Counters>,
+    counters: Arc<PeerCounters>,
     task: JoinHandle<()>,
 }
 
@@ -131,7 +134,7 @@ impl TcpTransport {
             .map_err(|source| TcpError::Bind { addr, source })?;
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(
-            cfg.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS),
+            cfg.limits.inbound_buffer_bytes.min(Semaphore::MAX_PERMITS),
         ));
         let shared = Arc::new(Shared {
             cfg,
@@ -163,9 +166,12 @@ impl TcpTransport {
         self.local_addr
     }
 
-    fn spawn_outbound(&self, peer: NodeId, addr: String, counters: Arc<Counters>) -> Outbound {
+    fn spawn_outbound(&self, peer: NodeId, addr: String, counters: Arc<PeerCounters>) -> Outbound {
         let cfg = &self.shared.cfg;
-        let queue = Arc::new(PeerQueue::new(cfg.queue_capacity, cfg.queue_bytes));
+        let queue = Arc::new(PeerQueue::new(
+            cfg.limits.queue_capacity,
+            cfg.limits.queue_bytes,
+        ));
         let task = tokio::spawn(run_outbound(
             self.shared.clone(),
             peer,
@@ -212,28 +218,16 @@ impl Transport for TcpTransport {
         let Some(out) = self.peers.get(&to) else {
             return Err(SendError::UnknownPeer(to));
         };
-        let frame = match frame::encode_frame(&msg, self.shared.cfg.max_frame_size) {
-            Ok(f) => f,
-            Err(e) => {
-                out.counters.add_dropped(1);
-                let (size, limit) = match e {
-                    FrameError::TooLarge { len, max } => (len, max),
-                    _ => (msg.size_hint() as usize, self.shared.cfg.max_frame_size),
-                };
-                return Err(SendError::TooLarge { size, limit });
-            }
-        };
-        match out.queue.push(frame, msg.body.is_bulk()) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full) => {
-                out.counters.add_dropped(1);
-                Err(SendError::QueueFull(to))
-            }
-            Err(PushError::Closed) => {
-                out.counters.add_dropped(1);
-                Err(SendError::Shutdown)
-            }
+        let queued =
+            frame::encode_for_send(&msg, self.shared.cfg.limits.max_frame_size).and_then(|f| {
+                out.queue
+                    .push(f, msg.body.is_bulk())
+                    .map_err(|e| e.to_send_error(to))
+            });
+        if queued.is_err() {
+            out.counters.add_dropped(1);
         }
+        queued
     }
 
     async fn recv(&mut self) -> Option<(NodeId, Message)> {
@@ -266,7 +260,7 @@ impl Transport for TcpTransport {
         let counters = match self.peers.get(&id) {
             Some(out) if out.addr == addr => return,
             Some(out) => out.counters.clone(),
-            None => Arc::new(Counters::default()),
+            None => Arc::new(PeerCounters::default()),
         };
         let new = self.spawn_outbound(id, addr, counters);
         if let Some(old) = self.peers.insert(id, new) {
@@ -335,18 +329,28 @@ impl Drop for TcpTransport {
 // ---------------------------------------------------------------------------
 // Outbound: dial lazily, handshake, write batches, redial with backoff.
 
+/// A seed for a peer's redial jitter. It only needs to differ between
+/// processes (so that nodes that lost a peer together do not redial it in
+/// lockstep), not to be unpredictable, so the standard library's
+/// per-process random hash keys serve.
+fn jitter_seed(salt: u64) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.finish()
+}
+
 async fn run_outbound(
     shared: Arc<Shared>,
     peer: NodeId,
     addr: String,
     queue: Arc<PeerQueue>,
-    counters: Arc<Counters>,
+    counters: Arc<PeerCounters>,
 ) {
     let cfg = &shared.cfg;
     let mut backoff = Backoff::new(
-        cfg.backoff_initial,
-        cfg.backoff_max,
-        cfg.node_id.0.rotate_left(32) ^ peer.0,
+        cfg.limits.backoff_initial,
+        cfg.limits.backoff_max,
+        jitter_seed(cfg.node_id.0.rotate_left(32) ^ peer.0),
     );
     loop {
         // Dial only when there is something to send.
@@ -366,14 +370,14 @@ async fn run_outbound(
             Err(DialError::Refused(reason)) => {
                 // A misconfigured peer is refused on every redial: warn on
                 // the first failures and then at doubling intervals.
-                if backoff.attempt == 0 || (backoff.attempt + 1).is_power_of_two() {
-                    warn!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt + 1, "connection refused");
+                if backoff.attempt() == 0 || (backoff.attempt() + 1).is_power_of_two() {
+                    warn!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt() + 1, "connection refused");
                 } else {
-                    debug!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt + 1, "connection refused");
+                    debug!(remote = %addr, claimed_id = %peer, reason = %reason, direction = "outbound", attempt = backoff.attempt() + 1, "connection refused");
                 }
             }
             Err(DialError::Failed(reason)) => {
-                if backoff.attempt == 0 {
+                if backoff.attempt() == 0 {
                     warn!(peer = %peer, addr = %addr, reason = %reason, "cannot connect to peer");
                 } else {
                     debug!(peer = %peer, addr = %addr, reason = %reason, "cannot connect to peer");
@@ -383,10 +387,10 @@ async fn run_outbound(
         let delay = backoff.next_delay();
         // Logged on the first failures and then at doubling intervals, so a
         // peer that stays down does not flood the log.
-        if backoff.attempt.is_power_of_two() {
-            info!(peer = %peer, addr = %addr, attempt = backoff.attempt, delay_ms = delay.as_millis() as u64, "redial backoff");
+        if backoff.attempt().is_power_of_two() {
+            info!(peer = %peer, addr = %addr, attempt = backoff.attempt(), delay_ms = delay.as_millis() as u64, "redial backoff");
         } else {
-            debug!(peer = %peer, addr = %addr, attempt = backoff.attempt, delay_ms = delay.as_millis() as u64, "redial backoff");
+            debug!(peer = %peer, addr = %addr, attempt = backoff.attempt(), delay_ms = delay.as_millis() as u64, "redial backoff");
         }
         tokio::time::sleep(delay).await;
     }
@@ -401,11 +405,11 @@ enum DialError {
 
 async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(BoxRead, BoxWrite), DialError> {
     let cfg = &shared.cfg;
-    let tcp = match timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
+    let tcp = match timeout(cfg.limits.connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => {
             return Err(DialError::Failed(format!(
                 "connect timed out after {:?}",
-                cfg.connect_timeout
+                cfg.limits.connect_timeout
             )))
         }
         Ok(Err(e)) => return Err(DialError::Failed(e.to_string())),
@@ -418,7 +422,7 @@ async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(BoxRead, Box
         None => {
             let mut tcp = tcp;
             timeout(
-                cfg.handshake_timeout,
+                cfg.limits.handshake_timeout,
                 client_handshake(&mut tcp, &ours, shared, peer),
             )
             .await
@@ -446,7 +450,7 @@ async fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(BoxRead, Box
                 client_handshake(&mut s, &ours, shared, peer).await?;
                 Ok::<_, DialError>(s)
             };
-            let s = timeout(cfg.handshake_timeout, fut)
+            let s = timeout(cfg.limits.handshake_timeout, fut)
                 .await
                 .map_err(|_| DialError::Failed("TLS or raft handshake timed out".into()))??;
             let (r, w) = tokio::io::split(s);
@@ -514,7 +518,7 @@ async fn drive_outbound(
     mut rd: BoxRead,
     mut wr: BoxWrite,
     queue: &PeerQueue,
-    counters: &Counters,
+    counters: &PeerCounters,
 ) -> String {
     let cfg = &shared.cfg;
     let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -537,7 +541,7 @@ async fn drive_outbound(
             for f in &frames {
                 if f.len() >= DIRECT_WRITE {
                     if !batch.is_empty() {
-                        result = write_all_within(&mut wr, &batch, cfg.idle_timeout).await;
+                        result = write_all_within(&mut wr, &batch, cfg.limits.idle_timeout).await;
                         if result.is_err() {
                             break;
                         }
@@ -545,7 +549,7 @@ async fn drive_outbound(
                         pending_in_batch = 0;
                         batch.clear();
                     }
-                    result = write_all_within(&mut wr, f, cfg.idle_timeout).await;
+                    result = write_all_within(&mut wr, f, cfg.limits.idle_timeout).await;
                     if result.is_err() {
                         break;
                     }
@@ -554,7 +558,7 @@ async fn drive_outbound(
                     batch.extend_from_slice(f);
                     pending_in_batch += 1;
                     if batch.len() >= BATCH_BYTES {
-                        result = write_all_within(&mut wr, &batch, cfg.idle_timeout).await;
+                        result = write_all_within(&mut wr, &batch, cfg.limits.idle_timeout).await;
                         if result.is_err() {
                             break;
                         }
@@ -565,7 +569,7 @@ async fn drive_outbound(
                 }
             }
             if result.is_ok() && !batch.is_empty() {
-                result = write_all_within(&mut wr, &batch, cfg.idle_timeout).await;
+                result = write_all_within(&mut wr, &batch, cfg.limits.idle_timeout).await;
                 if result.is_ok() {
                     written += pending_in_batch;
                 }
@@ -584,8 +588,10 @@ async fn drive_outbound(
         }
         if dirty {
             // The queue has drained: push out anything a TLS layer buffered.
-            match timeout(cfg.idle_timeout, wr.flush()).await {
-                Err(_) => return format!("flush made no progress for {:?}", cfg.idle_timeout),
+            match timeout(cfg.limits.idle_timeout, wr.flush()).await {
+                Err(_) => {
+                    return format!("flush made no progress for {:?}", cfg.limits.idle_timeout)
+                }
                 Ok(Err(e)) => return format!("flush failed: {e}"),
                 Ok(Ok(())) => dirty = false,
             }
@@ -609,15 +615,15 @@ async fn drive_outbound(
                     }
                 }
             },
-            _ = sleep_until(last_tx + cfg.keepalive_interval) => {
-                if let Err(e) = write_all_within(&mut wr, &KEEPALIVE, cfg.idle_timeout).await {
+            _ = sleep_until(last_tx + cfg.limits.keepalive_interval) => {
+                if let Err(e) = write_all_within(&mut wr, &KEEPALIVE, cfg.limits.idle_timeout).await {
                     return format!("keepalive write failed: {e}");
                 }
                 last_tx = Instant::now();
                 dirty = true;
             }
-            _ = sleep_until(last_rx + cfg.idle_timeout) => {
-                return format!("nothing received for {:?}", cfg.idle_timeout);
+            _ = sleep_until(last_rx + cfg.limits.idle_timeout) => {
+                return format!("nothing received for {:?}", cfg.limits.idle_timeout);
             }
         }
     }
@@ -706,7 +712,7 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr, 
         None => {
             let mut tcp = tcp;
             match timeout(
-                cfg.handshake_timeout,
+                cfg.limits.handshake_timeout,
                 server_handshake(&mut tcp, &shared, None),
             )
             .await
@@ -735,7 +741,7 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr, 
                 let id = server_handshake(&mut s, &shared, cert.as_ref()).await?;
                 Ok::<_, (Option<NodeId>, String)>((id, s))
             };
-            match timeout(cfg.handshake_timeout, fut).await {
+            match timeout(cfg.limits.handshake_timeout, fut).await {
                 Err(_) => {
                     return refuse(
                         remote,
@@ -765,8 +771,8 @@ async fn serve_inbound(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr, 
     }
     let keepalive = tokio::spawn(write_keepalives(
         wr,
-        cfg.keepalive_interval,
-        cfg.idle_timeout,
+        cfg.limits.keepalive_interval,
+        cfg.limits.idle_timeout,
     ));
     let _keepalive_guard = AbortOnDrop(keepalive.abort_handle());
     let reason = match me.await {
@@ -817,8 +823,9 @@ async fn read_inbound(
 ) -> String {
     let cfg = &shared.cfg;
     let me = cfg.node_id;
-    let max = cfg.max_frame_size;
+    let max = cfg.limits.max_frame_size;
     let total_budget = cfg
+        .limits
         .inbound_buffer_bytes
         .min(Semaphore::MAX_PERMITS)
         .min(u32::MAX as usize);
@@ -884,8 +891,8 @@ async fn read_inbound(
         if buf.capacity() - buf.len() < HEADER_LEN {
             buf.reserve(READ_BUF);
         }
-        match timeout(cfg.idle_timeout, rd.read_buf(&mut buf)).await {
-            Err(_) => return format!("nothing received for {:?}", cfg.idle_timeout),
+        match timeout(cfg.limits.idle_timeout, rd.read_buf(&mut buf)).await {
+            Err(_) => return format!("nothing received for {:?}", cfg.limits.idle_timeout),
             Ok(Err(e)) => return format!("read failed: {e}"),
             Ok(Ok(0)) => {
                 return match frame::check_end_of_stream(&buf) {

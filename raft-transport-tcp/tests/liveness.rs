@@ -17,10 +17,10 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 fn quick(id: u64) -> TcpConfig {
     let mut cfg = TcpConfig::new(NodeId(id), CLUSTER, "127.0.0.1:0".parse().unwrap());
-    cfg.keepalive_interval = Duration::from_millis(100);
-    cfg.idle_timeout = Duration::from_millis(600);
-    cfg.backoff_initial = Duration::from_millis(10);
-    cfg.backoff_max = Duration::from_millis(100);
+    cfg.limits.keepalive_interval = Duration::from_millis(100);
+    cfg.limits.idle_timeout = Duration::from_millis(600);
+    cfg.limits.backoff_initial = Duration::from_millis(10);
+    cfg.limits.backoff_max = Duration::from_millis(100);
     cfg
 }
 
@@ -129,13 +129,13 @@ async fn bind_and_configuration_errors_are_reported() {
         Err(TcpError::Bind { .. })
     ));
     let mut bad = quick(3);
-    bad.idle_timeout = bad.keepalive_interval;
+    bad.limits.idle_timeout = bad.limits.keepalive_interval;
     assert!(matches!(
         TcpTransport::bind(bad).await,
         Err(TcpError::Config(_))
     ));
     let mut bad = quick(3);
-    bad.max_frame_size = 0;
+    bad.limits.max_frame_size = 0;
     assert!(matches!(
         TcpTransport::bind(bad).await,
         Err(TcpError::Config(_))
@@ -149,7 +149,7 @@ async fn bind_and_configuration_errors_are_reported() {
 #[tokio::test]
 async fn oversized_sends_and_unknown_peers_are_refused_at_the_sender() {
     let mut cfg = quick(1);
-    cfg.max_frame_size = 1024;
+    cfg.limits.max_frame_size = 1024;
     let mut t = TcpTransport::bind(cfg).await.unwrap();
     t.add_peer(NodeId(2), "127.0.0.1:9".into());
     let mut big = hb(0);

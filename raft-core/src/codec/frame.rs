@@ -13,6 +13,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::message::Message;
+use crate::transport::SendError;
 
 /// The size of the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -146,6 +147,22 @@ pub fn encode_frame(msg: &Message, max_frame: usize) -> Result<Vec<u8>, FrameErr
     let mut out = Vec::with_capacity(msg.size_hint() as usize + 16);
     encode_frame_into(msg, max_frame, &mut out)?;
     Ok(out)
+}
+
+/// The frame of `msg` for a transport's `send`: a message over `max_frame`
+/// is the [`SendError::TooLarge`] that `send` reports.
+pub fn encode_for_send(msg: &Message, max_frame: usize) -> Result<Vec<u8>, SendError> {
+    encode_frame(msg, max_frame).map_err(|e| match e {
+        FrameError::TooLarge { len, max } => SendError::TooLarge {
+            size: len,
+            limit: max,
+        },
+        // Encoding reports nothing else; name the message's estimated size.
+        _ => SendError::TooLarge {
+            size: msg.size_hint() as usize,
+            limit: max_frame,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -69,6 +69,20 @@ fn encoding_refuses_messages_over_the_limit() {
 }
 
 #[test]
+fn encoding_for_send_names_the_size_and_the_limit() {
+    let frame = encode_frame(&hb(1), DEFAULT_MAX_FRAME).unwrap();
+    let body_len = frame.len() - HEADER_LEN;
+    assert_eq!(encode_for_send(&hb(1), body_len), Ok(frame));
+    assert_eq!(
+        encode_for_send(&hb(1), body_len - 1),
+        Err(SendError::TooLarge {
+            size: body_len,
+            limit: body_len - 1
+        })
+    );
+}
+
+#[test]
 fn leftover_bytes_at_end_of_stream_are_a_truncation() {
     assert_eq!(check_end_of_stream(&[]), Ok(()));
     assert_eq!(
