@@ -266,3 +266,78 @@ fn a_queued_acknowledgement_does_not_outlive_the_entries_it_acknowledges() {
         }
     }
 }
+
+/// The same hazard with the acknowledgement already handed to the driver:
+/// a `Ready` carrying "I hold entry 3 of term 2" is being written when a
+/// leader of term 3 asks the follower to replace entry 3. The core cannot
+/// recall a message it has handed out, so it must not drop what that
+/// message acknowledges until the `Ready` is advanced (the leader retries).
+/// Found by the swarm (seed 20201 of the long run).
+#[test]
+#[ignore = "bug: entries acknowledged by an outstanding Ready are truncated before it is advanced"]
+fn entries_acknowledged_by_an_outstanding_ready_are_not_truncated_under_it() {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let entry = |index, term| Entry {
+        term,
+        index,
+        kind: EntryKind::Normal,
+        data: Bytes::from(format!("{index}@{term}")),
+    };
+    let mut r = Raft::restore(
+        Config::new(NodeId(3), ids),
+        raft_core::InitialState {
+            hard_state: raft_core::HardState {
+                term: 1,
+                vote: NodeId::NONE,
+                commit: 1,
+            },
+            snapshot: None,
+            entries: vec![entry(1, 1)],
+        },
+    )
+    .expect("a consistent state");
+    let append = |from: u64, term, prev: u64, prev_term, entries| Message {
+        from: NodeId(from),
+        to: NodeId(3),
+        term,
+        body: Body::AppendEntries {
+            prev_log_index: prev,
+            prev_log_term: prev_term,
+            entries,
+            leader_commit: 1,
+        },
+    };
+    let from_leader_1 = || append(1, 2, 1, 1, vec![entry(2, 2), entry(3, 2)]);
+    r.step(from_leader_1()).expect("addressed to node 3");
+    let rd = r.ready();
+    assert_eq!(rd.entries.len(), 2);
+    r.advance();
+    // A duplicate of the same append: acknowledged again, in a Ready whose
+    // (empty) write is now in flight.
+    r.step(from_leader_1()).expect("addressed to node 3");
+    let in_flight = r.ready();
+    let acks_3 = in_flight.persisted_messages.iter().any(|m| {
+        m.to == NodeId(1)
+            && matches!(
+                m.body,
+                Body::AppendEntriesResponse {
+                    success: true,
+                    index: 3,
+                    ..
+                }
+            )
+    });
+    assert!(
+        acks_3,
+        "the outstanding Ready acknowledges entry 3 to node 1"
+    );
+    // Leader 2 of term 3 arrives before that Ready is advanced.
+    r.step(append(2, 3, 2, 2, vec![entry(3, 3)]))
+        .expect("addressed to node 3");
+    assert_eq!(
+        r.term_at(3),
+        Some(2),
+        "entry 3 of term 2 was dropped while a Ready acknowledging it to node 1 is outstanding"
+    );
+    r.advance();
+}

@@ -807,7 +807,9 @@ impl Checker {
                 let index = *index;
                 if disk.last_index() < index {
                     return Err(fail(format!(
-                        "acknowledged entries up to {index} but only {} are durable",
+                        "acknowledged entries up to {index} to node {} (term {}) but only {} are durable",
+                        m.to,
+                        m.term,
                         disk.last_index()
                     )));
                 }
@@ -815,7 +817,8 @@ impl Checker {
                     if let (Some(a), Some(b)) = (disk.term_at(index), node.term_at(index)) {
                         if a != b {
                             return Err(fail(format!(
-                                "acknowledged entry {index} of term {b} but the disk holds term {a}"
+                                "acknowledged entry {index} to node {} (term {}) while its log holds term {b} there and its disk term {a}: the acknowledged entry is being replaced",
+                                m.to, m.term
                             )));
                         }
                     }

@@ -168,7 +168,8 @@ pub struct SimReport {
     /// Ticks from healing to convergence.
     pub converged_after: u64,
     /// The bound it had to converge within: [`SimOptions::heal_ticks`],
-    /// plus one replication round trip ([`ROUND_TRIP_TICKS`]) for every
+    /// plus two election timeouts (clients write only once a leader has
+    /// held that long), plus one replication round trip ([`ROUND_TRIP_TICKS`]) for every
     /// `max_entries_per_msg * max_inflight_msgs` entries of backlog at
     /// healing time (the last index furthest ahead minus the commit index
     /// furthest behind) and for every snapshot chunk a lagging node may
@@ -577,13 +578,30 @@ impl Swarm {
         let start = self.c.now();
         let mut proposals: Vec<(Term, LogIndex, Bytes)> = Vec::new();
         const AFTER_HEAL: usize = 3;
-        let bound = self.heal_bound();
+        // A leader can lose its office right after healing (its
+        // check-quorum window still remembers the partition): clients
+        // write once one leader has held for two election timeouts.
+        let settle = 2 * u64::from(self.setup.election_ticks);
+        let mut held: Option<(u64, Term, u64)> = None;
+        let bound = self.heal_bound() + settle;
         for _ in 0..bound {
             self.c.run_tick(0.0);
             self.check()?;
             let Some(l) = self.stable_leader() else {
+                held = None;
                 continue;
             };
+            let term = self.c.try_node(l).map_or(0, |r| r.term());
+            let since = match held {
+                Some((who, t, since)) if who == l && t == term => since,
+                _ => {
+                    held = Some((l, term, self.c.now()));
+                    self.c.now()
+                }
+            };
+            if self.c.now() - since < settle {
+                continue;
+            }
             if proposals.len() < AFTER_HEAL {
                 let data = self.next_payload();
                 if let Ok((t, i)) = self.c.propose(l, data.clone()) {
@@ -592,12 +610,18 @@ impl Swarm {
                 self.check()?;
                 continue;
             }
+            let checker = self.c.checker();
             for (t, i, data) in &proposals {
-                if let Some(e) = self.c.checker().committed_entry(*i) {
-                    if e.term != *t || e.data != *data {
+                // Lost for good once the committed entry at this index, or
+                // the last committed one if the log is shorter, is of a
+                // later term.
+                let at = (*i).min(checker.max_committed());
+                if let Some(e) = checker.committed_entry(at) {
+                    let lost = e.term > *t || (at == *i && (e.term != *t || e.data != *data));
+                    if lost {
                         return Err(self.failure(Violation::Liveness {
                             detail: format!(
-                                "proposal accepted after healing at ({t}, {i}) was superseded by an entry of term {}",
+                                "proposal accepted at ({t}, {i}) by a leader that had held for {settle} ticks after healing was lost: entry {at} committed with term {}",
                                 e.term
                             ),
                         }));
@@ -606,7 +630,7 @@ impl Swarm {
             }
             let all_committed = proposals
                 .iter()
-                .all(|(_, i, _)| self.c.checker().committed_entry(*i).is_some());
+                .all(|(_, i, _)| checker.committed_entry(*i).is_some());
             if all_committed && self.converged(l) {
                 return Ok((self.c.now() - start, bound));
             }
