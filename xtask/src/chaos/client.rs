@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::history::{OpKind, OpRecord, Outcome};
-use super::rng::Rng;
+use super::rng::{Pick, Rng};
 
 /// Larger answers than this are not from a node (values are at most 1 MiB).
 const MAX_ANSWER_BYTES: usize = 2 << 20;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::client::{nanos, NodeAddr};
-use super::rng::Rng;
+use super::rng::{Pick, Rng};
 
 /// The families of faults `--nemesis` can enable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
