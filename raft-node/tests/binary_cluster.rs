@@ -198,6 +198,25 @@ async fn membership_changes(net: Net) {
         st["peers"].get("4").is_some(),
         "leader knows node 4's address: {st}"
     );
+
+    // Hand leadership to the new member; the answer comes once it leads.
+    if l != 4 {
+        let r = req_follow(
+            &cl.http(l),
+            Method::POST,
+            "/v1/admin/transfer",
+            &[],
+            br#"{"to":4}"#,
+            FORM,
+        )
+        .await
+        .expect("answer");
+        assert_eq!(r.status, 200, "{r:?}\n{}", cl.log_tails(30));
+        assert_eq!(r.json()["leader"], 4);
+        let st = cl.status(4).await.expect("status of node 4");
+        assert_eq!(st["role"], "leader", "{st}");
+        put_ok(&cl, l, "after-transfer", "3").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
