@@ -7,7 +7,8 @@
 //! is measured in several fresh clusters and the median is printed.
 //! `CLUSTER_BENCH_SECS` (default 3) sets the measured seconds per run,
 //! `CLUSTER_BENCH_RUNS` (default 3) the runs, `CLUSTER_BENCH_CLIENTS`
-//! (default "1,16,64,256") the client counts.
+//! (default "1,16,64,256") the client counts, `CLUSTER_BENCH_WORKERS`
+//! (default: the number of CPUs) the tokio worker threads.
 
 use bytes::Bytes;
 use raft_core::{Config, NodeId, Role};
@@ -96,26 +97,27 @@ async fn run(clients: usize, secs: f64) -> RunResult {
     let leader = leader(&nodes).await;
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
-    let payload = Bytes::from(vec![7u8; 64]);
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (h, stop, measuring, payload) = (
-            leader.clone(),
-            stop.clone(),
-            measuring.clone(),
-            payload.clone(),
-        );
+    for client in 0..clients {
+        let (h, stop, measuring) = (leader.clone(), stop.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
+            let mut body = [0u8; 64];
+            body[..8].copy_from_slice(&(client as u64).to_be_bytes());
+            let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                // Every write carries its own bytes, as requests arriving
+                // from a network would.
+                seq += 1;
+                body[8..16].copy_from_slice(&seq.to_be_bytes());
                 let t0 = Instant::now();
-                match h.propose(payload.clone()).await {
+                match h.propose(Bytes::copy_from_slice(&body)).await {
                     Ok(_) => {
                         if measuring.load(Ordering::Relaxed) {
                             lat.push(t0.elapsed().as_nanos() as u64);
                         }
                     }
-                    Err(e) => panic!("write failed: {e}"),
+                    Err(e) => panic!("write failed: {e} (leader status {:?})", h.status()),
                 }
             }
             lat
@@ -172,7 +174,12 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let workers: usize = env(
+        "CLUSTER_BENCH_WORKERS",
+        std::thread::available_parallelism().map_or(2, usize::from),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
         .enable_all()
         .build()
         .expect("tokio runtime");

@@ -2,6 +2,9 @@
 //! under tokio's paused clock: every timer is real (the nodes tick on
 //! their own intervals) but virtual time costs nothing.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use bytes::Bytes;
@@ -295,29 +298,8 @@ async fn restarted_node_catches_up_from_its_store() {
         "restarted with {} of {kept} entries",
         st.last_log_index
     );
-    // Clients keep writing: a new append is what tells the leader the
-    // follower lacks entries (see `idle_follower_catches_up_after_restart`).
-    let w = c.write("nudge", soon(&opts)).await;
-    c.wait_applied(follower, w.index, soon(&opts)).await;
-    assert_eq!(c.sm(follower).applied(), c.sm(leader).applied());
-}
-
-/// With no new writes at all, a restarted follower must still catch up:
-/// the leader has to notice from heartbeat answers that its earlier
-/// appends were lost.
-#[tokio::test(start_paused = true)]
-#[ignore = "raft-core: a leader in Replicate never resends lost appends (notes/core-bugs.md)"]
-async fn idle_follower_catches_up_after_restart() {
-    let opts = Opts::default();
-    let (mut c, _) = cluster(3, opts.clone()).await;
-    let leader = c.wait_leader(soon(&opts)).await;
-    let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
-    c.write("a", soon(&opts)).await;
-    c.stop(follower).await;
-    for i in 0..30 {
-        c.write(format!("b{i}"), soon(&opts)).await;
-    }
-    c.restart(follower).await;
+    // No new writes: the leader must notice from heartbeat answers that
+    // the appends it sent meanwhile were lost.
     let target = c.h(leader).status().commit_index;
     c.wait_applied(follower, target, soon(&opts)).await;
     assert_eq!(c.sm(follower).applied(), c.sm(leader).applied());
@@ -347,10 +329,7 @@ async fn follower_behind_a_compacted_log_catches_up_by_snapshot() {
     );
     assert!(c.store(leader).first_index() > behind + 1);
     c.restart(follower).await;
-    // Clients keep writing: a new append is what tells the leader the
-    // follower lacks entries (see `idle_follower_catches_up_after_restart`).
-    let w = c.write("nudge", soon(&opts)).await;
-    c.wait_applied(follower, w.index, soon(&opts)).await;
+    c.wait_applied(follower, st.commit_index, soon(&opts)).await;
     assert!(
         c.sm(follower).restores() >= 1,
         "caught up without a snapshot"
@@ -526,4 +505,51 @@ async fn storage_failure_stops_the_node() {
             "entry {i} applied on the failed node is lost"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_restores_the_state_machine_from_its_snapshot() {
+    let opts = Opts {
+        compaction_lag: 2,
+        ..Opts::default()
+    };
+    let (mut c, _) = cluster(3, opts.clone()).await;
+    let leader = c.wait_leader(soon(&opts)).await;
+    let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
+    for i in 0..10 {
+        c.write(format!("s{i}"), soon(&opts)).await;
+    }
+    let w = c.write("last before snapshot", soon(&opts)).await;
+    c.wait_applied(follower, w.index, soon(&opts)).await;
+    let at = c.h(follower).snapshot().await.unwrap();
+    assert!(at >= w.index);
+    assert_eq!(c.store(follower).snapshot_index(), Some(at));
+    assert!(
+        c.store(follower).first_index() > 1,
+        "the log was not compacted"
+    );
+    let w = c.write("after snapshot", soon(&opts)).await;
+    c.wait_applied(follower, w.index, soon(&opts)).await;
+    let before = c.sm(follower).applied();
+
+    c.restart(follower).await;
+    c.wait_applied(follower, w.index, soon(&opts)).await;
+    assert_eq!(
+        c.sm(follower).restores(),
+        1,
+        "the stored snapshot was not restored"
+    );
+    assert_eq!(c.sm(follower).applied(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_proposals_are_refused() {
+    let opts = Opts::default();
+    let (c, _) = cluster(3, opts.clone()).await;
+    let leader = c.wait_leader(soon(&opts)).await;
+    let big = vec![0u8; (4 << 20) + 1];
+    assert!(matches!(
+        c.h(leader).propose(big).await,
+        Err(Error::Invalid(_))
+    ));
 }

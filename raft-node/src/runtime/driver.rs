@@ -9,9 +9,8 @@ use crate::store::{LogStore, WriteBatch};
 use bytes::Bytes;
 use futures::FutureExt;
 use raft_core::{
-    CompactError, ConfChange, ConfChangeStep, Entry, EntryKind, LogIndex, Membership, Message,
-    NodeId, ProposeError, Raft, Ready, Role, SendError, Snapshot, SnapshotMeta, SoftState, Term,
-    TransferError, Transport,
+    ConfChange, ConfChangeStep, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, Raft,
+    Ready, Role, SendError, Snapshot, SoftState, Term, TransferError, Transport,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -49,11 +48,6 @@ where
     // The application state starts from the stored snapshot; the log after
     // it is replayed by the core as committed entries.
     let mut peers = BTreeMap::new();
-    let mut applied_membership = {
-        let mut m = Membership::new(config.raft.voters.iter().copied());
-        m.learners = config.raft.learners.iter().copied().collect();
-        m
-    };
     let mut snapshot_index = 0;
     if let Some(snap) = &snapshot {
         if state.snapshot.as_ref() != Some(&snap.meta) {
@@ -68,7 +62,6 @@ where
             .await
             .map_err(|e| Error::StateMachine(format!("restoring snapshot: {e}")))?;
         peers = book;
-        applied_membership = snap.meta.membership.clone();
         snapshot_index = snap.meta.index;
     } else if state.snapshot.is_some() {
         return Err(Error::Store(
@@ -150,12 +143,12 @@ where
         next_read: 0,
         waiting_reads: BTreeMap::new(),
         applied,
-        applied_membership,
         peers,
         last_snapshot: snapshot_index,
         soft,
         transfer: None,
         snapshot_request: None,
+        membership_dirty: true,
         cfg: config,
     };
     tokio::spawn(
@@ -213,8 +206,6 @@ struct Driver<T, S, M> {
     waiting_reads: BTreeMap<LogIndex, Vec<Reply<LogIndex>>>,
     /// The last index applied to the state machine.
     applied: LogIndex,
-    /// The membership as of `applied` (what a snapshot at `applied` holds).
-    applied_membership: Membership,
     /// Peer addresses as of `applied`, carried in snapshots.
     peers: BTreeMap<NodeId, String>,
     last_snapshot: LogIndex,
@@ -222,6 +213,9 @@ struct Driver<T, S, M> {
     transfer: Option<PendingTransfer>,
     /// An operator's request for a snapshot, taken after the current turn.
     snapshot_request: Option<Reply<LogIndex>>,
+    /// The membership may have changed since it was last published
+    /// (comparing it on every turn of the loop is measurable).
+    membership_dirty: bool,
 }
 
 impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
@@ -300,6 +294,11 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
                     return Stop::Fatal(e);
                 }
             }
+            if self.snapshot_request.is_some() {
+                if let Err(e) = self.maybe_snapshot().await {
+                    return Stop::Fatal(e);
+                }
+            }
             self.check_transfer();
             self.publish_status();
         }
@@ -311,6 +310,9 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
 
     fn on_tick(&mut self) {
         self.raft.tick();
+        // A truncated log can revert the membership without a new entry;
+        // recheck once per tick.
+        self.membership_dirty = true;
         if let Some(t) = &mut self.transfer {
             t.ticks += 1;
         }
@@ -437,6 +439,10 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
             .filter(|e| e.kind == EntryKind::ConfChange)
         {
             announce_addresses(&mut self.transport, self.id, e);
+            self.membership_dirty = true;
+        }
+        if rd.snapshot.is_some() {
+            self.membership_dirty = true;
         }
         // 3. Now the messages that promise durability.
         for m in rd.persisted_messages {
@@ -602,13 +608,6 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
                 return;
             }
         };
-        match self.applied_membership.apply_change(&cc) {
-            Ok(m) => self.applied_membership = m,
-            Err(err) => {
-                warn!(node = %self.id, index = e.index, error = %err, "invalid membership change; ignored");
-                return;
-            }
-        }
         let addrs: BTreeMap<NodeId, String> = decode_peer_addresses(&cc.context)
             .unwrap_or_default()
             .into_iter()
@@ -631,7 +630,10 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
                 }
             }
         }
-        let m = &self.applied_membership;
+        // The core switched to this configuration when the entry was
+        // appended; one change is in flight at a time, so the latest
+        // appended configuration is the one just applied.
+        let m = self.raft.membership();
         info!(node = %self.id, index = e.index, voters = ?m.voters, outgoing = ?m.outgoing,
             learners = ?m.learners, "membership change applied");
         let _ = self.events.send(Event::MembershipChanged {
@@ -660,7 +662,6 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
             }
         }
         self.peers = book;
-        self.applied_membership = snap.meta.membership.clone();
         self.applied = index;
         self.last_snapshot = index;
         // Anything waiting at or below the snapshot: the snapshot may or
@@ -673,7 +674,7 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
         }
         let _ = self.events.send(Event::MembershipChanged {
             index,
-            membership: self.applied_membership.clone(),
+            membership: snap.meta.membership,
         });
         let _ = self.events.send(Event::Snapshot {
             index,
@@ -721,39 +722,26 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
         if index <= self.last_snapshot {
             return Ok(self.last_snapshot);
         }
-        let Some(term) = self.raft.term_at(index) else {
-            // Applied entries are still in the core's log (compaction only
-            // happens here); if not, skip rather than guess.
-            warn!(node = %self.id, index, "applied entry not in the log; snapshot skipped");
-            return Ok(self.last_snapshot);
-        };
         let app = self
             .sm
             .snapshot()
             .await
             .map_err(|e| Error::StateMachine(format!("taking snapshot: {e}")))?;
         let data = wrap_snapshot(&self.peers, app);
-        let snap = Snapshot {
-            meta: SnapshotMeta {
-                index,
-                term,
-                membership: self.applied_membership.clone(),
-            },
-            data,
+        // The core records the snapshot (and the membership at `index`)
+        // and compacts its log; the store keeps the same lag of entries.
+        let meta = match self.raft.compact(index, data.clone()) {
+            Ok(meta) => meta,
+            Err(e) => {
+                warn!(node = %self.id, index, error = %e, "snapshot not taken");
+                return Ok(self.last_snapshot);
+            }
         };
+        let term = meta.term;
         self.store
-            .save_snapshot(&snap, self.cfg.raft.compaction_lag)
+            .save_snapshot(&Snapshot { meta, data }, self.cfg.raft.compaction_lag)
             .await
             .map_err(|e| Error::Store(e.to_string()))?;
-        match self.raft.compact(index, snap.data) {
-            Ok(()) => {}
-            Err(CompactError::NotApplied { index, applied }) => {
-                // The core advanced past every applied entry above, so this
-                // would be a runtime bug; the store's snapshot is still valid.
-                error!(node = %self.id, index, applied, "compaction refused");
-            }
-            Err(e) => error!(node = %self.id, error = %e, "compaction refused"),
-        }
         self.last_snapshot = index;
         info!(node = %self.id, index, term, compacted_to = self.raft.snapshot_index(), "snapshot taken");
         let _ = self.events.send(Event::Snapshot {
@@ -803,7 +791,9 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
         let r = &self.raft;
         let pending = self.pending.len();
         let applied = self.applied;
+        let check_membership = std::mem::take(&mut self.membership_dirty);
         self.status.send_if_modified(|s| {
+            let membership_changed = check_membership && s.membership != *r.membership();
             let changed = s.role != r.role()
                 || s.term != r.term()
                 || s.leader != r.leader()
@@ -812,7 +802,7 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
                 || s.last_log_index != r.last_index()
                 || s.snapshot_index != r.snapshot_index()
                 || s.pending_proposals != pending
-                || s.membership != *r.membership();
+                || membership_changed;
             if changed {
                 s.role = r.role();
                 s.term = r.term();
@@ -822,7 +812,7 @@ impl<T: Transport, S: LogStore, M: StateMachine> Driver<T, S, M> {
                 s.last_log_index = r.last_index();
                 s.snapshot_index = r.snapshot_index();
                 s.pending_proposals = pending;
-                if s.membership != *r.membership() {
+                if membership_changed {
                     s.membership = r.membership().clone();
                 }
             }

@@ -7,7 +7,8 @@
 //! work under tokio's paused clock (where waiting costs no real time) and
 //! over real sockets.
 
-#![allow(dead_code, async_fn_in_trait)]
+// Test code: a failed unwrap is a failed test.
+#![allow(dead_code, async_fn_in_trait, clippy::unwrap_used)]
 
 use bytes::Bytes;
 use raft_core::{LogIndex, NodeId, Role, Transport};
@@ -228,17 +229,10 @@ impl<F: TransportFactory> Cluster<F> {
         m.handle = Some(handle);
     }
 
-    /// Starts a node that is not a member yet; it replicates once the
-    /// leader adds it. It is configured with the cluster's bootstrap voters
-    /// and itself as a learner: raft-core does not yet teach a node with an
-    /// empty configuration the bootstrap membership (notes/core-bugs.md).
+    /// Starts a node that is not a member yet, with an empty
+    /// configuration: it learns the membership from the leader's log once
+    /// the leader adds it.
     pub async fn add_joining(&mut self, id: NodeId) -> String {
-        let bootstrap = self
-            .members
-            .values()
-            .next()
-            .map(|m| m.bootstrap.clone())
-            .unwrap_or_default();
         let (t, addr) = self.factory.create(id).await;
         self.members.insert(
             id,
@@ -247,8 +241,8 @@ impl<F: TransportFactory> Cluster<F> {
                 store: MemStore::new(),
                 sm: Recorder::default(),
                 addr: addr.clone(),
-                bootstrap,
-                learners: vec![id],
+                bootstrap: Vec::new(),
+                learners: Vec::new(),
             },
         );
         self.launch(id, t).await;
