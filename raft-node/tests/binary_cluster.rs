@@ -238,3 +238,16 @@ async fn tcp_membership_changes() {
 async fn quic_membership_changes() {
     membership_changes(Net::Quic).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_with_mutual_tls_forms_a_cluster() {
+    let cl = cluster("tcp-tls", Net::TcpTls, &[1, 2, 3], &[]);
+    let ids = cl.ids();
+    let l = leader(&cl, &ids).await;
+    put_ok(&cl, l, "secure", "yes").await;
+    for id in &ids {
+        wait_value(&cl, *id, "secure", "yes", FORM).await;
+    }
+    let log = std::fs::read_to_string(&cl.node(l).unwrap().log).unwrap();
+    assert!(log.contains("tls=true"), "{log}");
+}

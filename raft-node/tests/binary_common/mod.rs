@@ -20,6 +20,8 @@ pub const REQ: Duration = Duration::from_secs(10);
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Net {
     Tcp,
+    /// TCP with mutual TLS.
+    TcpTls,
     Quic,
 }
 
@@ -28,7 +30,7 @@ pub enum Net {
 pub fn cluster(tag: &str, net: Net, ids: &[u64], extra: &[&str]) -> LocalCluster {
     let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let mut cl = LocalCluster::new(BIN, tag, Vec::new()).expect("temp dir");
-    if net == Net::Quic {
+    if net == Net::Quic || net == Net::TcpTls {
         let pki = cl.dir().join("pki");
         let mut all_ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         // Room for nodes added later in the test.
@@ -40,7 +42,8 @@ pub fn cluster(tag: &str, net: Net, ids: &[u64], extra: &[&str]) -> LocalCluster
             .output()
             .expect("run gen-certs");
         assert!(st.status.success(), "gen-certs failed: {st:?}");
-        args.extend(["--transport".into(), "quic".into()]);
+        let t = if net == Net::Quic { "quic" } else { "tcp" };
+        args.extend(["--transport".into(), t.into()]);
         cl.common_args = args;
         cl.set_tls_dir(pki);
     } else {
