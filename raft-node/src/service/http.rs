@@ -456,7 +456,10 @@ async fn find_leader(st: &ApiState, uri: &Uri, deadline: Instant) -> Result<Lead
         // Wake on a status change, but look again at least every few ms in
         // case the watch is quiet.
         let wait = (deadline - now).min(LEADER_WAIT_POLL * 20);
-        let _ = tokio::time::timeout(wait, rx.changed()).await;
+        if let Ok(Err(_)) = tokio::time::timeout(wait, rx.changed()).await {
+            // The node task is gone.
+            return Err(unavailable("the node is shutting down", None));
+        }
     }
 }
 
