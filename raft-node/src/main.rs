@@ -71,7 +71,11 @@ fn main() -> ExitCode {
         }
         Parsed::Run(c) => {
             init_tracing();
-            rt.block_on(run(*c))
+            let code = rt.block_on(run(*c));
+            // Every node has stopped and flushed its storage; do not wait
+            // for idle connection tasks or blocking-pool threads.
+            rt.shutdown_background();
+            code
         }
     }
 }
