@@ -5,10 +5,10 @@
 
 #![forbid(unsafe_code)]
 
-pub mod store;
-pub mod wal;
 pub mod loadgen;
-pub mod service;
 pub mod mem_store;
 pub mod runtime;
+pub mod service;
 pub mod state_machine;
+pub mod store;
+pub mod wal;
