@@ -1479,11 +1479,12 @@ impl Raft {
                 .position(|e| !self.log.matches(e.index, e.term))
             {
                 let first = entries[pos].index;
-                if first <= self.log.last_index() && self.write_in_flight_covers(first) {
-                    // The driver is persisting entries from `first` on and
-                    // will then send our acknowledgement of them. Truncating
-                    // them now would make that acknowledgement a lie by the
-                    // time it leaves; the leader retries once it is out.
+                if first <= self.log.last_index() && self.handed.is_some() {
+                    // A Ready is outstanding: the driver may be writing
+                    // these entries, and holds acknowledgements (of them or
+                    // of earlier copies) that it will send once its write is
+                    // durable. Truncating now would make those a lie by the
+                    // time they leave; the leader retries after `advance`.
                     debug!(node = %self.id, from = %from, first,
                         "deferring a conflicting append until the write in flight completes");
                     return;
@@ -1498,6 +1499,7 @@ impl Raft {
                         "truncating conflicting log suffix");
                     self.log.truncate_from(first);
                     self.truncate_conf_history(first);
+                    self.clamp_queued_acks(first);
                 }
                 for e in entries.into_iter().skip(pos) {
                     self.append_entry(e);
@@ -2365,9 +2367,7 @@ impl Raft {
         // Complete. If it replaces log entries that the driver is writing
         // right now (and will acknowledge), wait for that write: the leader
         // resends the last chunk and we install then.
-        if !self.log.matches(meta.index, meta.term)
-            && self.write_in_flight_covers(self.log.persisted + 1)
-        {
+        if !self.log.matches(meta.index, meta.term) && self.handed.is_some() {
             debug!(node = %self.id, index, "deferring snapshot install until the write in flight completes");
             return;
         }
@@ -2387,11 +2387,22 @@ impl Raft {
         );
     }
 
-    /// Whether a `Ready` is outstanding whose entries (being written by the
-    /// driver, with acknowledgements to follow) include `index`.
-    fn write_in_flight_covers(&self, index: LogIndex) -> bool {
-        self.handed
-            .is_some_and(|h| index <= h.last_index && h.last_index > self.log.persisted)
+    /// After truncating the log from `from`, acknowledgements queued for the
+    /// next `Ready` must not claim the dropped entries: they would reach an
+    /// old leader that may count them toward a commit.
+    fn clamp_queued_acks(&mut self, from: LogIndex) {
+        for m in &mut self.persisted_msgs {
+            if let Body::AppendEntriesResponse {
+                success: true,
+                index,
+                ..
+            } = &mut m.body
+            {
+                if *index >= from {
+                    *index = from - 1;
+                }
+            }
+        }
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) {

@@ -208,7 +208,6 @@ fn lease_read_scenario(seed: u64) {
 /// follower holds entries it no longer has, and the old leader could count
 /// them toward a commit. Found by the swarm (seed 1025 of the long run).
 #[test]
-#[ignore = "bug: an acknowledgement queued for persistence survives the truncation of the entries it acknowledges"]
 fn a_queued_acknowledgement_does_not_outlive_the_entries_it_acknowledges() {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let entry = |index, term| Entry {
@@ -274,7 +273,6 @@ fn a_queued_acknowledgement_does_not_outlive_the_entries_it_acknowledges() {
 /// message acknowledges until the `Ready` is advanced (the leader retries).
 /// Found by the swarm (seed 20201 of the long run).
 #[test]
-#[ignore = "bug: entries acknowledged by an outstanding Ready are truncated before it is advanced"]
 fn entries_acknowledged_by_an_outstanding_ready_are_not_truncated_under_it() {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let entry = |index, term| Entry {
