@@ -241,7 +241,7 @@ fn main() {
         fmt_us(mean)
     );
 
-    println!("\nappend throughput (dedicated I/O thread; one fsync per batch; {secs} s per cell)");
+    println!("\nappend throughput (default I/O mode; one fsync per batch; {secs} s per cell)");
     println!(
         "{:>6} {:>6} {:>11} {:>13} {:>9} {:>10} {:>13} {:>11} {:>16} {:>20}",
         "entry",
@@ -257,7 +257,7 @@ fn main() {
     );
     for size in [64usize, 4096] {
         for b in [1usize, 16, 256] {
-            let c = rt.block_on(throughput(size, b, IoMode::Thread, secs));
+            let c = rt.block_on(throughput(size, b, IoMode::default(), secs));
             let cpu = c.cpu_per_batch.as_secs_f64();
             println!(
                 "{:>6} {:>6} {:>11.0} {:>13.2} {:>9.2} {:>10.0} {:>13.2} {:>11} {:>16} {:>20.0}",
@@ -298,11 +298,11 @@ fn main() {
         "x256 entries/s",
         "x256 fsync"
     );
-    let mut rows: Vec<(IoMode, Vec<Duration>, Vec<Cell>, Vec<Cell>)> =
-        [IoMode::Thread, IoMode::SpawnBlocking]
-            .into_iter()
-            .map(|m| (m, Vec::new(), Vec::new(), Vec::new()))
-            .collect();
+    type Row = (IoMode, Vec<Duration>, Vec<Cell>, Vec<Cell>);
+    let mut rows: Vec<Row> = [IoMode::Thread, IoMode::SpawnBlocking]
+        .into_iter()
+        .map(|m| (m, Vec::new(), Vec::new(), Vec::new()))
+        .collect();
     for _ in 0..rounds {
         // Alternate which mode goes first: the disk's fsync latency drifts.
         rows.reverse();

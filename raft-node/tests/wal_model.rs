@@ -4,6 +4,10 @@
 //! torn write, in random interleavings, over tiny segments so that every
 //! operation crosses segment boundaries.
 
+// The helpers below run only inside the property test: a failed unwrap is a
+// failed test.
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use raft_core::{Entry, EntryKind, HardState, Membership, NodeId, Snapshot, SnapshotMeta};
