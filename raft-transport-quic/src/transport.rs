@@ -14,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use raft_core::backoff::Backoff;
-use raft_core::codec::frame::{self, Decoded};
+use raft_core::codec::frame;
 use raft_core::codec::Handshake;
 use raft_core::transport::PeerCounters;
 use raft_core::{Message, NodeId, PeerStats, SendError, Transport};
@@ -853,31 +853,13 @@ async fn read_lane(
     };
     loop {
         let mut msgs = Vec::new();
-        let mut bytes = 0usize;
-        let room = loop {
-            match frame::decode_frame(&buf, max) {
-                Ok(Decoded::Incomplete { needed }) => break needed.saturating_sub(buf.len()),
-                Ok(Decoded::Keepalive { consumed }) => buf.advance(consumed),
-                Ok(Decoded::Message { msg, consumed }) => {
-                    buf.advance(consumed);
-                    if msg.from != peer {
-                        return violation(format!(
-                            "message claims to come from node {} on a connection from node {peer}",
-                            msg.from
-                        ));
-                    }
-                    if msg.to != me {
-                        return violation(format!(
-                            "message addressed to node {} arrived at node {me}",
-                            msg.to
-                        ));
-                    }
-                    bytes += consumed;
-                    msgs.push(msg);
-                }
-                Err(e) => return violation(e.to_string()),
-            }
+        let drained = match frame::decode_batch(&buf, max, peer, me, &mut msgs) {
+            Ok(d) => d,
+            Err(e) => return violation(e.to_string()),
         };
+        buf.advance(drained.consumed);
+        let room = drained.needed.saturating_sub(buf.len());
+        let bytes = drained.message_bytes;
         if !msgs.is_empty() {
             let want = u32::try_from(bytes.clamp(1, total_budget)).unwrap_or(u32::MAX);
             let Ok(permit) = shared.budget.clone().acquire_many_owned(want).await else {

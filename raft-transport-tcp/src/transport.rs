@@ -832,40 +832,17 @@ async fn read_inbound(
     let mut buf = BytesMut::with_capacity(READ_BUF);
     loop {
         let mut msgs = Vec::new();
-        let mut bytes = 0usize;
-        loop {
-            match frame::decode_frame(&buf, max) {
-                Ok(Decoded::Incomplete { needed }) => {
-                    buf.reserve(needed.saturating_sub(buf.len()));
-                    break;
-                }
-                Ok(Decoded::Keepalive { consumed }) => buf.advance(consumed),
-                Ok(Decoded::Message { msg, consumed }) => {
-                    buf.advance(consumed);
-                    if msg.from != peer {
-                        let reason = format!(
-                            "message claims to come from node {} on a connection from node {peer}",
-                            msg.from
-                        );
-                        refuse(remote, Some(peer), &reason);
-                        return reason;
-                    }
-                    if msg.to != me {
-                        let reason =
-                            format!("message addressed to node {} arrived at node {me}", msg.to);
-                        refuse(remote, Some(peer), &reason);
-                        return reason;
-                    }
-                    bytes += consumed;
-                    msgs.push(msg);
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    refuse(remote, Some(peer), &reason);
-                    return reason;
-                }
+        let drained = match frame::decode_batch(&buf, max, peer, me, &mut msgs) {
+            Ok(d) => d,
+            Err(e) => {
+                let reason = e.to_string();
+                refuse(remote, Some(peer), &reason);
+                return reason;
             }
-        }
+        };
+        buf.advance(drained.consumed);
+        buf.reserve(drained.needed.saturating_sub(buf.len()));
+        let bytes = drained.message_bytes;
         if !msgs.is_empty() {
             // Wait for room in the inbound budget; while waiting this reader
             // stops reading and TCP flow control slows the peer down.

@@ -14,6 +14,7 @@
 use crate::codec::{self, CodecError};
 use crate::message::Message;
 use crate::transport::SendError;
+use crate::types::NodeId;
 
 /// The size of the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -70,6 +71,23 @@ pub enum FrameError {
         /// Bytes of the incomplete frame that had arrived.
         buffered: usize,
     },
+    /// A message claims another sender than the node at the other end of
+    /// the connection.
+    #[error("message claims to come from node {claimed} on a connection from node {peer}")]
+    WrongSender {
+        /// The sender the message names.
+        claimed: NodeId,
+        /// The node the connection was authenticated as.
+        peer: NodeId,
+    },
+    /// A message is addressed to another node than the one reading it.
+    #[error("message addressed to node {to} arrived at node {me}")]
+    WrongRecipient {
+        /// The addressee the message names.
+        to: NodeId,
+        /// The node reading the connection.
+        me: NodeId,
+    },
 }
 
 /// Decodes the first frame of `buf`, if it is complete.
@@ -103,6 +121,63 @@ pub fn decode_frame(buf: &[u8], max_frame: usize) -> Result<Decoded, FrameError>
         msg,
         consumed: total,
     })
+}
+
+/// What [`decode_batch`] took from the front of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Bytes of complete frames (keepalives included) to remove from the
+    /// front of the buffer.
+    pub consumed: usize,
+    /// Bytes of the frames that carried messages.
+    pub message_bytes: usize,
+    /// Bytes that must be buffered, once `consumed` bytes are removed,
+    /// before another frame can complete (as in [`Decoded::Incomplete`]).
+    pub needed: usize,
+}
+
+/// Decodes every complete frame at the start of `buf` into `out`, skipping
+/// keepalives and checking that each message comes from `peer` and is
+/// addressed to `me`, the two ends of the connection being read.
+///
+/// Any error means the connection must close; messages already pushed to
+/// `out` in this call should then be discarded.
+pub fn decode_batch(
+    buf: &[u8],
+    max_frame: usize,
+    peer: NodeId,
+    me: NodeId,
+    out: &mut Vec<Message>,
+) -> Result<Drained, FrameError> {
+    let mut consumed = 0;
+    let mut message_bytes = 0;
+    loop {
+        let rest = buf.get(consumed..).unwrap_or_default();
+        match decode_frame(rest, max_frame)? {
+            Decoded::Incomplete { needed } => {
+                return Ok(Drained {
+                    consumed,
+                    message_bytes,
+                    needed,
+                })
+            }
+            Decoded::Keepalive { consumed: n } => consumed += n,
+            Decoded::Message { msg, consumed: n } => {
+                if msg.from != peer {
+                    return Err(FrameError::WrongSender {
+                        claimed: msg.from,
+                        peer,
+                    });
+                }
+                if msg.to != me {
+                    return Err(FrameError::WrongRecipient { to: msg.to, me });
+                }
+                consumed += n;
+                message_bytes += n;
+                out.push(msg);
+            }
+        }
+    }
 }
 
 /// What a reader must check when its stream ends: leftover bytes mean the

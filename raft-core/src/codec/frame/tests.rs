@@ -83,6 +83,67 @@ fn encoding_for_send_names_the_size_and_the_limit() {
 }
 
 #[test]
+fn a_batch_skips_keepalives_and_stops_at_the_incomplete_frame() {
+    let mut buf = encode_frame(&hb(1), DEFAULT_MAX_FRAME).unwrap();
+    let one = buf.len();
+    buf.extend_from_slice(&KEEPALIVE);
+    buf.extend_from_slice(&encode_frame(&hb(2), DEFAULT_MAX_FRAME).unwrap());
+    let whole = buf.len();
+    let third = encode_frame(&hb(3), DEFAULT_MAX_FRAME).unwrap();
+    buf.extend_from_slice(&third[..3]);
+    let mut out = Vec::new();
+    let d = decode_batch(&buf, DEFAULT_MAX_FRAME, NodeId(1), NodeId(2), &mut out).unwrap();
+    assert_eq!(out, vec![hb(1), hb(2)]);
+    assert_eq!(
+        d,
+        Drained {
+            consumed: whole,
+            message_bytes: 2 * one,
+            needed: HEADER_LEN,
+        }
+    );
+    buf.extend_from_slice(&third[3..HEADER_LEN]);
+    out.clear();
+    let d = decode_batch(
+        &buf[whole..],
+        DEFAULT_MAX_FRAME,
+        NodeId(1),
+        NodeId(2),
+        &mut out,
+    )
+    .unwrap();
+    assert!(out.is_empty());
+    assert_eq!(d.needed, third.len());
+}
+
+#[test]
+fn a_batch_refuses_messages_not_between_the_connection_ends() {
+    let buf = encode_frame(&hb(1), DEFAULT_MAX_FRAME).unwrap();
+    let mut out = Vec::new();
+    let e = decode_batch(&buf, DEFAULT_MAX_FRAME, NodeId(5), NodeId(2), &mut out).unwrap_err();
+    assert_eq!(
+        e,
+        FrameError::WrongSender {
+            claimed: NodeId(1),
+            peer: NodeId(5)
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "message claims to come from node 1 on a connection from node 5"
+    );
+    let e = decode_batch(&buf, DEFAULT_MAX_FRAME, NodeId(1), NodeId(7), &mut out).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "message addressed to node 2 arrived at node 7"
+    );
+    assert_eq!(
+        decode_batch(&[0, 0, 0, 9], 8, NodeId(1), NodeId(2), &mut out),
+        Err(FrameError::TooLarge { len: 9, max: 8 })
+    );
+}
+
+#[test]
 fn leftover_bytes_at_end_of_stream_are_a_truncation() {
     assert_eq!(check_end_of_stream(&[]), Ok(()));
     assert_eq!(
