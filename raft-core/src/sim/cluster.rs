@@ -343,6 +343,7 @@ pub struct ClusterBuilder {
     io: IoFaults,
     bug: DriverBug,
     compaction: Option<(u64, f64)>,
+    report_unreachable: bool,
     panic_on_violation: bool,
     trace: bool,
     log_capacity: usize,
@@ -367,6 +368,7 @@ impl ClusterBuilder {
             io: IoFaults::default(),
             bug: DriverBug::None,
             compaction: None,
+            report_unreachable: false,
             panic_on_violation: true,
             trace: false,
             log_capacity: 256,
@@ -411,6 +413,14 @@ impl ClusterBuilder {
     /// compacts its log.
     pub fn compaction(mut self, threshold: u64, prob: f64) -> Self {
         self.compaction = Some((threshold.max(1), prob));
+        self
+    }
+
+    /// Tell a node's core ([`Raft::report_unreachable`]) when a message it
+    /// sent was lost to a cut link or a crashed addressee, as a transport
+    /// that knows does.
+    pub fn report_unreachable(mut self, yes: bool) -> Self {
+        self.report_unreachable = yes;
         self
     }
 
@@ -486,6 +496,7 @@ impl ClusterBuilder {
             io: self.io,
             bug: self.bug,
             compaction: self.compaction,
+            report_unreachable: self.report_unreachable,
             rng: Rng::new(mix(self.seed, 0x5151)),
             now: 0,
             failure: None,
@@ -518,6 +529,7 @@ pub struct Cluster {
     io: IoFaults,
     bug: DriverBug,
     compaction: Option<(u64, f64)>,
+    report_unreachable: bool,
     rng: Rng,
     now: u64,
     checker: Checker,
@@ -1113,6 +1125,14 @@ impl Cluster {
 
     fn net_send(&mut self, m: Message) {
         let b = Brief::of(&m);
+        let unreachable = self.cut.contains(&(m.from, m.to))
+            || self.nodes.get(&m.to).is_some_and(|n| n.raft.is_none());
+        if unreachable && self.report_unreachable {
+            // The transport knows this one did not get through.
+            if let Some(r) = self.raft_mut(m.from) {
+                r.report_unreachable(m.to);
+            }
+        }
         if self.cut.contains(&(m.from, m.to)) {
             self.stats.lost += 1;
             self.record(m.from, EventKind::Lost(b, "cut"));

@@ -50,6 +50,9 @@ pub struct Faults {
     pub compact: f64,
     /// Probability that a node misses a tick (a slow clock).
     pub clock_skip: f64,
+    /// Drivers report messages lost to cuts and crashed peers to their
+    /// core ([`crate::Raft::report_unreachable`]).
+    pub report_unreachable: bool,
 }
 
 fn pick<T: Copy>(rng: &mut Rng, xs: &[T]) -> T {
@@ -90,6 +93,7 @@ impl Faults {
             campaign: pick(rng, &[0.0, 0.0, 0.005]),
             compact: pick(rng, &[0.0, 0.05, 0.3]),
             clock_skip: pick(rng, &[0.0, 0.0, 0.05]),
+            report_unreachable: rng.chance(0.5),
         }
     }
 }
@@ -152,6 +156,9 @@ pub struct Setup {
     pub compaction_lag: u64,
     /// Snapshot chunk size.
     pub snapshot_chunk_bytes: u64,
+    /// Lease reads (only with check-quorum and clocks that never skip: a
+    /// lease assumes bounded clock drift).
+    pub lease_read: bool,
 }
 
 /// What a successful run did.
@@ -287,8 +294,11 @@ impl Swarm {
             max_apply_bytes: pick(&mut rng, &[1, 100, 1 << 20]),
             compaction_lag: pick(&mut rng, &[0, 3, 16]),
             snapshot_chunk_bytes: pick(&mut rng, &[256, 4096, 1 << 20]),
+            lease_read: false,
         };
         let faults = opts.faults.unwrap_or_else(|| Faults::random(&mut rng));
+        let mut setup = setup;
+        setup.lease_read = setup.check_quorum && faults.clock_skip == 0.0 && rng.chance(0.3);
         let mut b = ClusterBuilder::new(nodes)
             .seed(mix(seed, 0xC1u64))
             .configure(|c| {
@@ -301,7 +311,9 @@ impl Swarm {
                 c.max_apply_bytes = setup.max_apply_bytes;
                 c.compaction_lag = setup.compaction_lag;
                 c.snapshot_chunk_bytes = setup.snapshot_chunk_bytes;
+                c.lease_read = setup.lease_read;
             })
+            .report_unreachable(faults.report_unreachable)
             .net_faults(faults.net)
             .io_faults(faults.io)
             .driver_bug(opts.driver_bug)
