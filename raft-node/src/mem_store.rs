@@ -122,6 +122,9 @@ impl MemStore {
     }
 
     async fn wait_unpaused(&self) {
+        if !*self.paused.borrow() {
+            return;
+        }
         let mut rx = self.paused.subscribe();
         // The sender lives as long as `self`, so this cannot fail.
         let _ = rx.wait_for(|paused| !*paused).await;
