@@ -553,3 +553,30 @@ async fn oversized_proposals_are_refused() {
         Err(Error::Invalid(_))
     ));
 }
+
+/// Under the paused clock a seed fixes the whole run: the same election,
+/// at the same virtual time, with the same network faults.
+#[tokio::test(start_paused = true)]
+async fn a_seed_replays_the_same_run() {
+    async fn run(seed: u64) -> (NodeId, Term, Duration, u64) {
+        let opts = Opts {
+            seed,
+            ..Opts::default()
+        };
+        let (mut c, faults) = cluster(5, opts.clone()).await;
+        faults.set_default_link(raft_transport_mem::LinkFaults {
+            drop: 0.05,
+            jitter: Duration::from_millis(3),
+            ..Default::default()
+        });
+        let start = Instant::now();
+        let leader = c.wait_leader(soon(&opts)).await;
+        let took = start.elapsed();
+        let term = c.h(leader).status().term;
+        let w = c.write("x", soon(&opts)).await;
+        c.shutdown().await;
+        (leader, term, took, w.index)
+    }
+    let a = run(11).await;
+    assert_eq!(a, run(11).await, "same seed, different run");
+}
