@@ -21,7 +21,7 @@ use raft_core::{Message, NodeId, PeerStats, SendError, Transport};
 use rustls::pki_types::CertificateDer;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -401,16 +401,6 @@ enum DialError {
     Failed(String),
 }
 
-/// A seed for a peer's redial jitter. It only needs to differ between
-/// processes (so that nodes that lost a peer together do not redial it in
-/// lockstep), not to be unpredictable, so the standard library's
-/// per-process random hash keys serve.
-fn jitter_seed(salt: u64) -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(salt);
-    h.finish()
-}
-
 async fn run_outbound(
     shared: Arc<Shared>,
     peer: NodeId,
@@ -423,7 +413,10 @@ async fn run_outbound(
     let mut backoff = Backoff::new(
         cfg.limits.backoff_initial,
         cfg.limits.backoff_max,
-        jitter_seed(cfg.node_id.0.rotate_left(32) ^ peer.0),
+        // The jitter only needs to differ between processes (so that nodes
+        // that lost a peer together do not redial it in lockstep), not to
+        // be unpredictable: the per-process random hash keys serve.
+        RandomState::new().hash_one(cfg.node_id.0.rotate_left(32) ^ peer.0),
     );
     loop {
         while normal.is_empty() && bulk.is_empty() {
