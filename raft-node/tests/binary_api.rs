@@ -425,6 +425,27 @@ async fn status_metrics_and_watch() {
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
+
+    // A leader change reaches the watch stream of the node that takes over.
+    let f = *ids.iter().find(|i| **i != l).expect("a follower");
+    let (mut fws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/watch", cl.http(f)))
+        .await
+        .expect("websocket to the follower");
+    let r = req(
+        &a,
+        Method::POST,
+        "/v1/admin/transfer",
+        format!("{{\"to\":{f}}}").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let deadline = Instant::now() + REQ;
+    let mut saw_leader = false;
+    while Instant::now() < deadline && !saw_leader {
+        let e = next(&mut fws).await;
+        saw_leader = e["type"] == "role" && e["role"] == "leader" && e["leader"] == f;
+    }
+    assert!(saw_leader, "the new leader's watch stream announced it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

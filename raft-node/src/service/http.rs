@@ -954,7 +954,11 @@ async fn watch_loop(st: St, mut socket: WebSocket) {
     let mut events = st.handle.subscribe();
     let mut applied = st.kv_events.subscribe();
     let mut closing = st.closing.subscribe();
-    let s = st.handle.status();
+    // Role, term and leader come from the status channel, which the runtime
+    // updates after each Ready: building them from a runtime event would
+    // read a status that may not reflect that event yet.
+    let mut status_rx = st.handle.watch_status();
+    let s = status_rx.borrow_and_update().clone();
     let mut last_role = (s.role, s.term, s.leader);
     let mut last_commit = s.commit_index;
     let ok = send_json(&mut socket, &role_event(st.id, &s)).await
@@ -966,13 +970,6 @@ async fn watch_loop(st: St, mut socket: WebSocket) {
         loop {
             let out = tokio::select! {
                 ev = events.recv() => match ev {
-                    Ok(Event::RoleChanged { .. }) | Ok(Event::LeaderChanged { .. }) | Ok(Event::TermChanged { .. }) => {
-                        let s = st.handle.status();
-                        let now = (s.role, s.term, s.leader);
-                        if now == last_role { continue; }
-                        last_role = now;
-                        role_event(st.id, &s)
-                    }
                     Ok(Event::MembershipChanged { membership, .. }) => {
                         let voters: Vec<u64> = membership.all_voters().iter().map(|n| n.0).collect();
                         let learners: Vec<u64> = membership.learners.iter().filter(|n| !membership.is_voter(**n)).map(|n| n.0).collect();
@@ -987,6 +984,14 @@ async fn watch_loop(st: St, mut socket: WebSocket) {
                     Err(broadcast::error::RecvError::Lagged(n)) => json!({ "type": "lagged", "id": st.id.0, "missed": n }),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                changed = status_rx.changed() => {
+                    if changed.is_err() { break; }
+                    let s = status_rx.borrow_and_update().clone();
+                    let now = (s.role, s.term, s.leader);
+                    if now == last_role { continue; }
+                    last_role = now;
+                    role_event(st.id, &s)
+                }
                 _ = commit_tick.tick() => {
                     let c = st.handle.status().commit_index;
                     if c == last_commit { continue; }
