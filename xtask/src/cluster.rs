@@ -584,7 +584,7 @@ async fn start_and_watch(args: StartArgs) -> Result<ExitCode> {
         Some(b) => std::path::absolute(b)?,
         None => build_raft_node()?,
     };
-    let launch = Launch {
+    let spec = Launch {
         transport: args.transport,
         labels: (1..=args.nodes).map(|i| i.to_string()).collect(),
         base_port: args.base_port,
@@ -595,7 +595,13 @@ async fn start_and_watch(args: StartArgs) -> Result<ExitCode> {
     // From here on a ctrl-c must stop the nodes, not kill xtask outright.
     let mut signals = Signals::new()?;
     let mut children = Children::default();
-    let mut state = launch_with_message(&launch, args.keep_data, &mut children)?;
+    eprintln!(
+        "starting {} nodes over {} in {}...",
+        spec.labels.len(),
+        spec.transport.as_str(),
+        data_dir.display()
+    );
+    let mut state = launch(&spec, args.keep_data, &mut children)?;
     state.supervisor = Some(Supervisor::this_process());
     state.save()?;
 
@@ -656,20 +662,6 @@ async fn start_and_watch(args: StartArgs) -> Result<ExitCode> {
         Some(Err(e)) => Err(e),
         None => Ok(ExitCode::FAILURE),
     }
-}
-
-fn launch_with_message(
-    l: &Launch,
-    keep_data: bool,
-    children: &mut Children,
-) -> Result<ClusterState> {
-    eprintln!(
-        "starting {} nodes over {} in {}...",
-        l.labels.len(),
-        l.transport.as_str(),
-        l.data_dir.display()
-    );
-    launch(l, keep_data, children)
 }
 
 // ---------------------------------------------------------------------------

@@ -486,7 +486,7 @@ pub async fn run(
             }
             _ = frame.tick() => {
                 if tty && dirty {
-                    render(&model, &state, &recent, start);
+                    render(&model, &state, &recent);
                     dirty = false;
                 }
                 continue;
@@ -520,7 +520,7 @@ pub async fn run(
         }
     };
     if tty {
-        render(&model, &state, &recent, start);
+        render(&model, &state, &recent);
     }
     Ok(exit)
 }
@@ -548,24 +548,26 @@ fn recent_push(recent: &mut Vec<String>, line: String, tty: bool) {
     }
 }
 
-fn render(model: &Model, state: &ClusterState, recent: &[String], start: Instant) {
+fn render(model: &Model, state: &ClusterState, recent: &[String]) {
     let mut out = String::new();
     // Home the cursor and clear the screen, then draw the whole frame.
     out.push_str("\x1b[H\x1b[2J");
     out.push_str(&format!(
-        "raft-toolkit · {} nodes over {} · {}   (+{}s)\n\n",
+        "raft-toolkit · {} nodes over {} · {}\n\n",
         state.nodes.len(),
         state.transport.as_str(),
         model.headline(),
-        start.elapsed().as_secs()
     ));
     for line in model.draw() {
         out.push_str(&line);
         out.push('\n');
     }
-    out.push_str(
-        "\n═ leader   X link cut (fault injection)   ╌ a node does not answer\n\nrecent:\n",
-    );
+    out.push_str("\n═ leader   X link cut (fault injection)   ╌ a node does not answer\n\n");
+    for line in model.table(state) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str("\nrecent:\n");
     for line in recent {
         out.push_str(&format!("  {line}\n"));
     }

@@ -88,7 +88,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
                             failures
                                 .lock()
                                 .expect("no worker panics holding the lock")
-                                .push(f);
+                                .push(*f);
                         }
                     }
                     done.fetch_add(1, Ordering::Relaxed);
