@@ -695,3 +695,106 @@ impl Observer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::NodeEntry;
+
+    fn state() -> ClusterState {
+        let nodes = ["1a", "1b", "1c"]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| NodeEntry {
+                id: i as u64 + 1,
+                label: (*l).to_owned(),
+                raft_addr: None,
+                http_addr: String::new(),
+            })
+            .collect();
+        ClusterState::new(Transport::Tcp, PathBuf::new(), PathBuf::new(), nodes)
+    }
+
+    fn observer() -> Observer {
+        Observer {
+            started: Instant::now(),
+            leaders: BTreeMap::new(),
+            events: None,
+        }
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_is_split_brain() {
+        let s = state();
+        let mut o = observer();
+        o.note_claim(&s, 1, 5).unwrap();
+        o.note_claim(&s, 1, 5).unwrap();
+        o.note_claim(&s, 2, 6).unwrap();
+        let err = o.note_claim(&s, 3, 5).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "SPLIT BRAIN: 1a and 1c both claimed leadership in term 5"
+        );
+    }
+
+    #[test]
+    fn watch_events_are_leader_claims() {
+        let s = state();
+        let mut o = observer();
+        let (tx, rx) = mpsc::channel(16);
+        o.events = Some(rx);
+        let role = |node, role: &str, term| WatchMsg::Event {
+            node,
+            event: Event::Role {
+                role: role.into(),
+                term,
+                leader: None,
+            },
+        };
+        tx.try_send(role(1, "leader", 5)).unwrap();
+        tx.try_send(role(2, "pre_candidate", 5)).unwrap();
+        tx.try_send(WatchMsg::Event {
+            node: 2,
+            event: Event::Commit { commit_index: 3 },
+        })
+        .unwrap();
+        tx.try_send(role(2, "leader", 6)).unwrap();
+        assert_eq!(o.drain_events(&s).unwrap(), vec![(1, 5), (2, 6)]);
+        assert!(o.drain_events(&s).unwrap().is_empty());
+        tx.try_send(role(3, "leader", 6)).unwrap();
+        assert!(o.drain_events(&s).is_err(), "1b and 1c both lead term 6");
+    }
+
+    fn st(id: u64, isolated: &[u64]) -> NodeStatus {
+        NodeStatus {
+            id,
+            role: "follower".into(),
+            term: 1,
+            leader: None,
+            commit_index: 0,
+            applied_index: 0,
+            last_log_index: 0,
+            voters: vec![],
+            learners: vec![],
+            peers: BTreeMap::new(),
+            isolated_from: isolated.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_cut_must_hold_on_every_answering_node() {
+        let s = state();
+        let o = observer();
+        let (a, b, c) = (st(1, &[2, 3]), st(2, &[1, 3]), st(3, &[1]));
+        let mut m = BTreeMap::new();
+        m.insert(1, &a);
+        m.insert(2, &b);
+        o.check_cut(&s, &m).unwrap();
+        m.insert(3, &c);
+        let err = o.check_cut(&s, &m).unwrap_err().to_string();
+        assert!(
+            err.starts_with("1c reports links to 1b as not cut"),
+            "{err}"
+        );
+    }
+}
