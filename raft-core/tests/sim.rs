@@ -2,9 +2,11 @@
 //! configuration and fault rates, every invariant checked after every step.
 //!
 //! - CI: `cargo test -p raft-core --test sim` runs seeds 0..1000, split over
-//!   four tests so that they share the machine's cores.
+//!   four tests so that they share the machine's cores (about 50 s of CPU
+//!   in a debug build: under 30 s on two idle cores).
 //! - Long run: `RAFT_SIM_SEEDS=100000 cargo test -p raft-core --release
-//!   --test sim -- --nocapture` (`RAFT_SIM_SEED_START` moves the window).
+//!   --test sim -- --nocapture` (`RAFT_SIM_SEED_START` moves the window;
+//!   about 10 minutes on two cores).
 //! - Replay one seed with a full event trace: `RAFT_SIM_SEED=1234 cargo
 //!   test -p raft-core --test sim -- --nocapture` (every failure prints this
 //!   command with its seed).

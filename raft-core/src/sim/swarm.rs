@@ -2,6 +2,10 @@
 //! fault rates, runs a phase of faults with clients proposing throughout,
 //! then heals everything and demands that the cluster converges in a
 //! bounded number of ticks.
+//!
+//! Everything a run does is drawn from generators seeded by the run's seed:
+//! nothing here may depend on the order of a hash map, the clock or the
+//! machine, or a seed would stop replaying its run.
 
 use super::checker::Violation;
 use super::cluster::{
