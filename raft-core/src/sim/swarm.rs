@@ -110,10 +110,10 @@ pub struct SimOptions {
     pub nodes: Option<usize>,
     /// Ticks of the fault phase.
     pub fault_ticks: u64,
-    /// Ticks allowed, after healing, for a leader to emerge, for proposals
-    /// made to it to commit and for every node to apply everything; on top
-    /// of it, time to ship the backlog at the configured replication
-    /// capacity (see [`SimReport::heal_bound`]).
+    /// Ticks allowed, after healing, for one leader to emerge that every
+    /// node follows; and for proposals made to it to commit and every node
+    /// to apply everything, with on top of it time to ship the backlog at
+    /// the configured replication capacity (see [`SimReport::heal_bound`]).
     pub heal_ticks: u64,
     /// Fault rates; `None` lets the seed pick ([`Faults::random`]).
     pub faults: Option<Faults>,
@@ -176,6 +176,8 @@ pub struct SimReport {
     pub faults: Faults,
     /// Ticks run in all.
     pub ticks: u64,
+    /// Ticks from healing until one leader was followed by every node.
+    pub leader_after: u64,
     /// Ticks from healing to convergence.
     pub converged_after: u64,
     /// The bound it had to converge within: [`SimOptions::heal_ticks`],
@@ -376,7 +378,7 @@ impl Swarm {
         }
         self.phase = "heal";
         let healed_at = self.c.now();
-        let (converged_after, heal_bound) = self.heal_and_converge()?;
+        let (leader_after, converged_after, heal_bound) = self.heal_and_converge()?;
         self.c.check_all_durable();
         self.check()?;
         let max_term = self
@@ -392,6 +394,7 @@ impl Swarm {
             setup: self.setup,
             faults: self.faults,
             ticks: healed_at + converged_after,
+            leader_after,
             converged_after,
             heal_bound,
             elections: self.c.checker().leaders().len(),
@@ -573,7 +576,8 @@ impl Swarm {
         self.opts.heal_ticks + (backlog.div_ceil(per_round_trip.max(1)) + chunks) * ROUND_TRIP_TICKS
     }
 
-    fn heal_and_converge(&mut self) -> Result<(u64, u64), Box<SimFailure>> {
+    /// Returns the ticks until a leader, until convergence, and the bound.
+    fn heal_and_converge(&mut self) -> Result<(u64, u64, u64), Box<SimFailure>> {
         let f = self.faults;
         self.c.heal();
         self.c.set_net_faults(NetFaults {
@@ -600,13 +604,23 @@ impl Swarm {
         let settle = 2 * u64::from(self.setup.election_ticks);
         let mut held: Option<(u64, Term, u64)> = None;
         let bound = self.heal_bound() + settle;
+        let mut first_leader: Option<u64> = None;
         for _ in 0..bound {
             self.c.run_tick(0.0);
             self.check()?;
             let Some(l) = self.stable_leader() else {
                 held = None;
+                if first_leader.is_none() && self.c.now() - start >= self.opts.heal_ticks {
+                    return Err(self.failure(Violation::Liveness {
+                        detail: format!(
+                            "no leader followed by every node {} ticks after healing",
+                            self.opts.heal_ticks
+                        ),
+                    }));
+                }
                 continue;
             };
+            let leader_at = *first_leader.get_or_insert(self.c.now() - start);
             let term = self.c.try_node(l).map_or(0, |r| r.term());
             let since = match held {
                 Some((who, t, since)) if who == l && t == term => since,
@@ -648,7 +662,7 @@ impl Swarm {
                 .iter()
                 .all(|(_, i, _)| checker.committed_entry(*i).is_some());
             if all_committed && self.converged(l) {
-                return Ok((self.c.now() - start, bound));
+                return Ok((leader_at, self.c.now() - start, bound));
             }
         }
         let mut detail = format!(
