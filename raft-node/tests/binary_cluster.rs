@@ -213,8 +213,18 @@ async fn membership_changes(net: Net) {
         .expect("answer");
         assert_eq!(r.status, 200, "{r:?}\n{}", cl.log_tails(30));
         assert_eq!(r.json()["leader"], 4);
-        let st = cl.status(4).await.expect("status of node 4");
-        assert_eq!(st["role"], "leader", "{st}");
+        // Node 4 publishes its own status after the Ready that made it
+        // leader is handled, which may be a moment after the old leader
+        // heard from it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let st = cl.status(4).await.expect("status of node 4");
+            if st["role"] == "leader" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node 4 never reported leading: {st}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         put_ok(&cl, l, "after-transfer", "3").await;
     }
 }
