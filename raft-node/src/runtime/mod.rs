@@ -36,6 +36,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The protocol settings (id, bootstrap voters, ticks, limits, seed).
+    /// A node joining a running cluster starts with no voters: it learns the
+    /// membership from the leader's log once a member adds it (for example
+    /// with [`RaftHandle::add_learner`]).
     pub raft: raft_core::Config,
     /// Wall-clock length of one tick. Election timeouts are
     /// `raft.election_ticks` of these.
