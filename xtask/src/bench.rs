@@ -170,13 +170,15 @@ fn benched_packages(meta: &serde_json::Value) -> Vec<String> {
     names
 }
 
-/// Runs `cargo bench -p krate --benches`, echoing its output, and returns
+/// Runs `cargo bench -p krate --bench '*'`, echoing its output, and returns
 /// the figures it reported, malformed BENCH lines, and whether it succeeded.
 fn bench_crate(krate: &str, quick: bool) -> Result<(Vec<Figure>, Vec<String>, bool)> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root())
-        .args(["bench", "-p", krate, "--benches"])
+        // Bench targets only: `--benches` would also run the library's
+        // unit-test harness in bench mode.
+        .args(["bench", "-p", krate, "--bench", "*"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
