@@ -222,7 +222,10 @@ async fn membership_changes(net: Net) {
             if st["role"] == "leader" {
                 break;
             }
-            assert!(Instant::now() < deadline, "node 4 never reported leading: {st}");
+            assert!(
+                Instant::now() < deadline,
+                "node 4 never reported leading: {st}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         put_ok(&cl, l, "after-transfer", "3").await;
