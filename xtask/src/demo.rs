@@ -657,15 +657,20 @@ impl Observer {
     }
 
     /// A linearizable read of `key` through the node at `addr`.
-    async fn read(&self, addr: &str, key: &str) -> Result<Vec<u8>> {
-        let reply = http::call_following(
+    async fn get(&self, addr: &str, key: &str) -> Result<http::Reply> {
+        http::call_following(
             addr,
             Method::GET,
             &format!("/v1/kv/{}", http::encode_key(key)),
             Bytes::new(),
             Duration::from_millis(REQUEST_TIMEOUT_MS) + CALL_TIMEOUT,
         )
-        .await?;
+        .await
+    }
+
+    /// The value of `key`, read through `addr`; an error unless it exists.
+    async fn read(&self, addr: &str, key: &str) -> Result<Vec<u8>> {
+        let reply = self.get(addr, key).await?;
         if reply.status != 200 {
             bail!(
                 "GET {key} through {addr} answered {}: {}",
@@ -676,16 +681,9 @@ impl Observer {
         Ok(reply.body.to_vec())
     }
 
-    /// The status code of a linearizable read of `key` through `addr`.
+    /// Whether `key` exists (200) or not (404), read through `addr`.
     async fn read_status(&self, addr: &str, key: &str) -> Result<u16> {
-        let reply = http::call_following(
-            addr,
-            Method::GET,
-            &format!("/v1/kv/{}", http::encode_key(key)),
-            Bytes::new(),
-            Duration::from_millis(REQUEST_TIMEOUT_MS) + CALL_TIMEOUT,
-        )
-        .await?;
+        let reply = self.get(addr, key).await?;
         match reply.status {
             200 | 404 => Ok(reply.status),
             s => bail!(
