@@ -396,3 +396,145 @@ impl<F: TransportFactory> Cluster<F> {
         }
     }
 }
+
+/// Binds a socket-backed transport on `addr` again after a restart,
+/// retrying (bounded, real time) while the previous incarnation's socket is
+/// still being released.
+pub async fn rebind<T, E: std::fmt::Display, Fut>(what: &str, mut bind: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match bind().await {
+            Ok(t) => return t,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cannot bind {what} again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Bound for anything that needs an election or two over real sockets on a
+/// loaded machine.
+pub fn real_time_bound(o: &Opts) -> Duration {
+    o.election_timeout() * 30
+}
+
+/// Three nodes agree on exactly one leader in one term.
+pub async fn check_elects_one_leader<F: TransportFactory>(c: &Cluster<F>) -> NodeId {
+    let leader = c.wait_leader(real_time_bound(&c.opts)).await;
+    let sts = c.statuses();
+    assert_eq!(sts.len(), c.members.len(), "a node stopped");
+    assert_eq!(sts.iter().filter(|s| s.role == Role::Leader).count(), 1);
+    let term = sts[0].term;
+    assert!(term >= 1);
+    assert!(sts
+        .iter()
+        .all(|s| s.term == term && s.leader == Some(leader)));
+    leader
+}
+
+/// Sequential writes on the leader apply in order, and the same sequence
+/// applies on every node.
+pub async fn check_writes_apply_in_order<F: TransportFactory>(c: &Cluster<F>) {
+    let within = real_time_bound(&c.opts);
+    let leader = c.wait_leader(within).await;
+    let h = c.h(leader).clone();
+    let mut last = 0;
+    for i in 0..20u32 {
+        let r = h.propose(format!("seq-{i}")).await.unwrap();
+        assert!(r.index > last, "index {} after {last}", r.index);
+        last = r.index;
+    }
+    // Concurrent writes too, so replication carries batches.
+    let tasks: Vec<_> = (0..50u32)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.propose(format!("par-{i}")).await })
+        })
+        .collect();
+    for t in tasks {
+        last = last.max(t.await.unwrap().unwrap().index);
+    }
+    c.wait_all_applied(last, within).await;
+    let reference = c.sm(leader).data();
+    assert_eq!(reference.len(), 70);
+    let expect: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("seq-{i}"))).collect();
+    assert_eq!(
+        reference[..20],
+        expect[..],
+        "sequential writes applied out of order"
+    );
+    for id in c.ids() {
+        assert_eq!(
+            c.sm(id).applied(),
+            c.sm(leader).applied(),
+            "node {id} applied a different sequence"
+        );
+    }
+}
+
+/// A follower stopped (node and transport) misses writes, is restarted on
+/// the same address from its store, and catches up to the same sequence.
+pub async fn check_restarted_follower_catches_up<F: TransportFactory>(c: &mut Cluster<F>) {
+    let within = real_time_bound(&c.opts);
+    let leader = c.wait_leader(within).await;
+    for i in 0..5 {
+        c.write(format!("a{i}"), within).await;
+    }
+    let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
+    let w = c.write("a-last", within).await;
+    c.wait_applied(follower, w.index, within).await;
+    let addr = c.members[&follower].addr.clone();
+    c.stop(follower).await;
+    let kept = c.store(follower).last_index();
+    assert!(kept >= w.index);
+    // The other two still form a quorum.
+    let mut last = w.index;
+    for i in 0..20 {
+        last = c.write(format!("b{i}"), within).await.index;
+    }
+    c.restart(follower).await;
+    assert_eq!(
+        c.members[&follower].addr, addr,
+        "restarted on another address"
+    );
+    let st = c.h(follower).status();
+    assert!(
+        st.last_log_index >= kept,
+        "restarted with {} of {kept} entries",
+        st.last_log_index
+    );
+    c.wait_applied(follower, last, within).await;
+    // And it takes part in new writes.
+    let w = c.write("after-restart", within).await;
+    c.wait_all_applied(w.index, within).await;
+    for id in c.ids() {
+        assert_eq!(
+            c.sm(id).applied(),
+            c.sm(leader).applied(),
+            "node {id} applied a different sequence"
+        );
+    }
+    assert!(c.sm(follower).contains(b"b19"));
+}
+
+/// Stops every running node at once: a network transport's shutdown may
+/// wait (bounded) on peers that are already gone, and one node at a time
+/// would add those waits up.
+pub async fn shutdown_concurrently<F: TransportFactory>(c: &mut Cluster<F>) {
+    let tasks: Vec<_> = c
+        .members
+        .values_mut()
+        .filter_map(|m| m.handle.take())
+        .map(|h| tokio::spawn(async move { h.shutdown().await }))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
