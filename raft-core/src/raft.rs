@@ -297,6 +297,8 @@ pub struct Raft {
     /// Ticks since this node started: its own monotonic clock, for
     /// check-quorum and leases.
     now: u64,
+    /// Started from persisted state (not a brand-new member).
+    restarted: bool,
     /// When each recent heartbeat round was sent (round, tick), oldest
     /// first: a quorum's acknowledgement of a round proves every follower in
     /// it restarted its election timer after that tick.
@@ -449,6 +451,7 @@ impl Raft {
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             now: 0,
+            restarted: !fresh,
             round_sent_at: VecDeque::new(),
             randomized_timeout,
             rng,
@@ -763,7 +766,7 @@ impl Raft {
         } else if self.election_elapsed >= self.randomized_timeout && self.promotable() {
             self.election_elapsed = 0;
             debug!(node = %self.id, term = self.term, "election timeout");
-            self.campaign_inner(false);
+            self.campaign_inner(false, false);
         }
     }
 
@@ -839,8 +842,9 @@ impl Raft {
                     // one election timeout before voting: it may have
                     // acknowledged a leader's heartbeat just before it
                     // crashed, and that leader may be serving lease reads.
-                    let booting =
-                        self.cfg.lease_read && self.now < u64::from(self.cfg.election_ticks);
+                    let booting = self.cfg.lease_read
+                        && self.restarted
+                        && self.now < u64::from(self.cfg.election_ticks);
                     let in_lease = self.cfg.check_quorum
                         && (self.leader.is_some() || booting)
                         && self.election_elapsed < self.cfg.election_ticks;
@@ -960,10 +964,12 @@ impl Raft {
     }
 
     /// Starts an election now (if this node may), skipping pre-vote. For
-    /// tests and for operators forcing a leader.
+    /// tests and for operators forcing a leader. Unlike a leadership
+    /// transfer it does not override leader stickiness: nodes that hear
+    /// from a live leader ignore it, so it cannot break a leader's lease.
     pub fn campaign(&mut self) {
         if self.promotable() && self.role != Role::Leader {
-            self.campaign_inner(true);
+            self.campaign_inner(true, false);
         }
     }
 
@@ -1171,8 +1177,8 @@ impl Raft {
         self.append_new(EntryKind::Noop, Bytes::new());
     }
 
-    fn campaign_inner(&mut self, transfer: bool) {
-        let pre = self.cfg.pre_vote && !transfer;
+    fn campaign_inner(&mut self, skip_pre_vote: bool, transfer: bool) {
+        let pre = self.cfg.pre_vote && !skip_pre_vote;
         if pre {
             self.become_pre_candidate();
         } else {
@@ -1404,7 +1410,7 @@ impl Raft {
                 if self.promotable() {
                     info!(node = %self.id, term = self.term, from = %m.from,
                         "leadership transfer: campaigning at once");
-                    self.campaign_inner(true);
+                    self.campaign_inner(true, true);
                 } else {
                     debug!(node = %self.id, "ignoring TimeoutNow: not promotable");
                 }

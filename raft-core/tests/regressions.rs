@@ -346,7 +346,6 @@ fn entries_acknowledged_by_an_outstanding_ready_are_not_truncated_under_it() {
 /// assumes nobody votes for another node within it, so it serves a stale
 /// read. Found by the swarm (seed 45004 of the long run).
 #[test]
-#[ignore = "bug: a forced campaign wins during the leader's read lease, which then serves stale reads"]
 fn a_forced_campaign_does_not_break_the_read_lease() {
     let mut c = Cluster::builder(3)
         .configure(|cfg| cfg.lease_read = true)

@@ -841,7 +841,23 @@ impl Cluster {
     ///
     /// If it did not become leader.
     pub fn elect(&mut self, id: u64) {
-        self.campaign(id);
+        // A forced campaign does not override leader stickiness (it must not
+        // break a leader's read lease), so take over from a live leader the
+        // way an operator would: by a leadership transfer.
+        let live_leaders: Vec<NodeId> = self
+            .leaders()
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| l.0 != id)
+            .collect();
+        for l in live_leaders {
+            if self.transfer_leadership(l.0, id).is_ok() {
+                self.stabilize();
+            }
+        }
+        if self.try_node(id).map(Raft::role) != Some(Role::Leader) {
+            self.campaign(id);
+        }
         self.stabilize();
         assert_eq!(
             self.try_node(id).map(Raft::role),
