@@ -17,7 +17,7 @@
 use super::checker::{Checker, Violation};
 use super::disk::{App, Disk};
 use crate::config::Config;
-use crate::message::{Body, Message, Snapshot};
+use crate::message::{Body, ConfChange, ConfChangeStep, EntryKind, Message, Snapshot};
 use crate::raft::{ProposeError, Raft, TransferError};
 use crate::ready::{InitialState, Ready};
 use crate::rng::Rng;
@@ -487,6 +487,8 @@ impl ClusterBuilder {
         }
         let mut c = Cluster {
             checker: Checker::new(self.ids.iter().copied()),
+            template: self.template.clone(),
+            seed_base: self.seed ^ self.template.seed,
             ids: self.ids,
             nodes,
             queue: BTreeMap::new(),
@@ -519,6 +521,10 @@ impl ClusterBuilder {
 #[derive(Debug)]
 pub struct Cluster {
     ids: Vec<NodeId>,
+    /// What a node that joins later is configured from.
+    template: Config,
+    /// Nodes' election-timer seeds derive from this and their id.
+    seed_base: u64,
     nodes: BTreeMap<NodeId, SimNode>,
     /// In-flight messages by (due tick, order key, send sequence).
     queue: BTreeMap<(u64, u64, u64), Message>,
@@ -541,6 +547,14 @@ pub struct Cluster {
     stats: Stats,
     fingerprint: u64,
     next_ctx: u64,
+}
+
+/// A membership change of these steps and no context.
+fn conf_change(steps: Vec<ConfChangeStep>) -> ConfChange {
+    ConfChange {
+        steps,
+        context: Bytes::new(),
+    }
 }
 
 /// Mixes two words into one (SplitMix64 finalizer): derives seeds.
@@ -824,6 +838,100 @@ impl Cluster {
         }
         self.after_input(nid);
         res
+    }
+
+    /// Proposes the membership change `cc` at node `id`.
+    ///
+    /// Nodes the change adds must already be hosted (see
+    /// [`Cluster::add_node`]); the `add_*` conveniences do that.
+    pub fn propose_conf_change(
+        &mut self,
+        id: u64,
+        cc: ConfChange,
+    ) -> Result<(Term, LogIndex), ProposeError> {
+        let nid = NodeId(id);
+        let Some(r) = self.raft_mut(nid) else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        let res = r.propose_conf_change(cc);
+        if let Ok((term, index)) = res {
+            // The checker holds conf changes to their payload like any
+            // other proposal.
+            let data = r
+                .entry(index)
+                .filter(|e| e.kind == EntryKind::ConfChange)
+                .map(|e| e.data.clone());
+            self.stats.proposals += 1;
+            self.record(nid, EventKind::Proposed { term, index });
+            match data {
+                Some(data) => {
+                    let check = self.checker.on_proposal(term, index, data);
+                    self.fail_on(check);
+                }
+                None => self.contract(
+                    nid,
+                    format!("accepted conf change at index {index} is not in its log"),
+                ),
+            }
+        }
+        self.after_input(nid);
+        res
+    }
+
+    /// Hosts node `to` (if it is not already) and proposes at `id` to add it
+    /// as a voter.
+    pub fn add_voter(&mut self, id: u64, to: u64) -> Result<(Term, LogIndex), ProposeError> {
+        self.add_node(to);
+        self.propose_conf_change(id, conf_change(vec![ConfChangeStep::AddVoter(NodeId(to))]))
+    }
+
+    /// Hosts node `to` (if it is not already) and proposes at `id` to add it
+    /// as a learner (or to demote it, if it is a voter).
+    pub fn add_learner(&mut self, id: u64, to: u64) -> Result<(Term, LogIndex), ProposeError> {
+        self.add_node(to);
+        self.propose_conf_change(
+            id,
+            conf_change(vec![ConfChangeStep::AddLearner(NodeId(to))]),
+        )
+    }
+
+    /// Proposes at `id` to remove node `gone` from the cluster. The removed
+    /// node keeps running (crash it to stop it).
+    pub fn remove_node(&mut self, id: u64, gone: u64) -> Result<(Term, LogIndex), ProposeError> {
+        self.propose_conf_change(id, conf_change(vec![ConfChangeStep::Remove(NodeId(gone))]))
+    }
+
+    /// Starts hosting node `id` with an empty disk and no configured
+    /// voters: it is no member until a leader's log makes it one, and
+    /// learns the membership from that log (whose entry 1 is the bootstrap
+    /// configuration). No link to or from it is cut. Returns whether the
+    /// node is new (false if `id` was already hosted, or is 0).
+    pub fn add_node(&mut self, id: u64) -> bool {
+        let nid = NodeId(id);
+        if nid.is_none() || self.nodes.contains_key(&nid) {
+            return false;
+        }
+        let mut cfg = self.template.clone();
+        cfg.id = nid;
+        cfg.voters = Vec::new();
+        cfg.learners = Vec::new();
+        cfg.seed = mix(self.seed_base, id);
+        self.nodes.insert(
+            nid,
+            SimNode {
+                cfg,
+                raft: None,
+                disk: Disk::default(),
+                app: App::default(),
+                io: None,
+                crash_at: None,
+                lives: 0,
+            },
+        );
+        self.ids.push(nid);
+        self.note("node added");
+        self.start(nid);
+        true
     }
 
     /// Makes node `id` campaign now (skipping pre-vote).
