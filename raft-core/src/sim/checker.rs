@@ -8,11 +8,13 @@
 //! node was last observed, so it can run after every delivered message.
 
 use super::disk::{digest_step, Disk};
+use crate::membership::Membership;
 use crate::message::{Body, Entry, Message};
 use crate::raft::Raft;
 use crate::types::{LogIndex, NodeId, Role, Term};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 /// What the checker needs to see of a node.
 pub trait NodeView {
@@ -35,6 +37,12 @@ pub trait NodeView {
     /// The entries held in memory, `snapshot_index() + 1 ..= last_index()`,
     /// in order.
     fn entries(&self) -> impl Iterator<Item = &Entry>;
+    /// The configuration in force on the node (the latest it appended), if
+    /// the view knows it. Without it the durability check counts against
+    /// the checker's initial voters.
+    fn membership(&self) -> Option<&Membership> {
+        None
+    }
 }
 
 impl NodeView for Raft {
@@ -64,6 +72,9 @@ impl NodeView for Raft {
     }
     fn entries(&self) -> impl Iterator<Item = &Entry> {
         Raft::entries(self)
+    }
+    fn membership(&self) -> Option<&Membership> {
+        Some(Raft::membership(self))
     }
 }
 
@@ -361,6 +372,9 @@ struct Committed {
     /// The term of the first node seen to count it committed: the term in
     /// which it was committed.
     term: Term,
+    /// The configuration that node counted the commit against (its
+    /// latest appended one): the voters whose disks must hold the entry.
+    conf: Arc<Membership>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -386,7 +400,12 @@ struct Track {
 /// The invariant checker. Feed it every observation of a run, in order.
 #[derive(Debug, Default)]
 pub struct Checker {
-    voters: BTreeSet<NodeId>,
+    /// The initial configuration: the durability check's quorum for views
+    /// that do not report their membership.
+    initial: Arc<Membership>,
+    /// The configuration last reported by an observed node, shared by the
+    /// commits recorded under it.
+    last_conf: Option<Arc<Membership>>,
     leaders: BTreeMap<Term, NodeId>,
     seen: BTreeMap<(LogIndex, Term), Seen>,
     committed: BTreeMap<LogIndex, Committed>,
@@ -403,11 +422,12 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker for a cluster whose voters are `voters` (used by the
-    /// durability check's quorum count).
+    /// A checker for a cluster whose initial voters are `voters` (the
+    /// durability check's quorum when an observed node does not report
+    /// its membership; see [`NodeView::membership`]).
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Checker {
         Checker {
-            voters: voters.into_iter().collect(),
+            initial: Arc::new(Membership::new(voters)),
             digests: vec![0],
             ..Checker::default()
         }
@@ -609,12 +629,15 @@ impl Checker {
         }
         let from = t.commit_seen.max(off) + 1;
         t.commit_seen = commit;
-        for i in from..=commit {
-            let e = v.entry(i).ok_or_else(|| Violation::Contract {
-                node: id,
-                detail: format!("committed entry {i} is not readable"),
-            })?;
-            self.record_commit(id, term, e, t)?;
+        if from <= commit {
+            let conf = self.conf_of(v);
+            for i in from..=commit {
+                let e = v.entry(i).ok_or_else(|| Violation::Contract {
+                    node: id,
+                    detail: format!("committed entry {i} is not readable"),
+                })?;
+                self.record_commit(id, term, e, &conf, t)?;
+            }
         }
 
         // Leader completeness: a leader holds everything committed in
@@ -658,11 +681,28 @@ impl Checker {
         Ok(())
     }
 
+    /// The configuration `v` counts commits against, shared with earlier
+    /// commits when it has not changed.
+    fn conf_of(&mut self, v: &impl NodeView) -> Arc<Membership> {
+        let Some(m) = v.membership() else {
+            return self.initial.clone();
+        };
+        match &self.last_conf {
+            Some(c) if **c == *m => c.clone(),
+            _ => {
+                let c = Arc::new(m.clone());
+                self.last_conf = Some(c.clone());
+                c
+            }
+        }
+    }
+
     fn record_commit(
         &mut self,
         node: NodeId,
         term: Term,
         e: &Entry,
+        conf: &Arc<Membership>,
         me: &mut Track,
     ) -> Result<(), Violation> {
         let i = e.index;
@@ -693,6 +733,7 @@ impl Checker {
             Committed {
                 entry: e.clone(),
                 term,
+                conf: conf.clone(),
             },
         );
         // A commit recorded late must still be checked against leaders
@@ -709,8 +750,11 @@ impl Checker {
     }
 
     /// Checks that every committed entry is durable on a majority of the
-    /// voters' disks: what a leader has counted as committed survives the
-    /// crash of any minority and the crash and restart of all.
+    /// voters' disks, the voters being those of the configuration the
+    /// entry was committed under (the committing node's latest appended
+    /// configuration; in a joint configuration a majority of each half):
+    /// what a leader has counted as committed survives the crash of any
+    /// minority and the crash and restart of all.
     pub fn check_durable<'a>(
         &mut self,
         disks: impl Fn(NodeId) -> Option<&'a Disk>,
@@ -718,18 +762,21 @@ impl Checker {
         if self.durable_checked >= self.max_committed {
             return Ok(());
         }
-        let need = self.voters.len() / 2 + 1;
         for (i, c) in self.committed.range(self.durable_checked + 1..) {
-            let held = self
-                .voters
-                .iter()
-                .filter(|v| disks(**v).is_some_and(|d| d.holds(*i, c.entry.term)))
-                .count();
-            if held < need {
+            let holds = |v: NodeId| disks(v).is_some_and(|d| d.holds(*i, c.entry.term));
+            if !c.conf.is_quorum(holds) {
+                let count = |set: &BTreeSet<NodeId>| {
+                    let held = set.iter().filter(|v| holds(**v)).count();
+                    format!("{held} of {:?}", set)
+                };
+                let mut on = count(&c.conf.voters);
+                if c.conf.is_joint() {
+                    on = format!("{on} (incoming) and {} (outgoing)", count(&c.conf.outgoing));
+                }
                 return Err(Violation::Durability {
                     node: None,
                     detail: format!(
-                        "committed entry {i} (term {}) is on {held} voters' disks, fewer than a majority ({need})",
+                        "committed entry {i} (term {}) is on the disks of {on} voters, fewer than a majority",
                         c.entry.term
                     ),
                 });
