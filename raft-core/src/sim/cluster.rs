@@ -309,6 +309,8 @@ pub struct Stats {
     pub restarts: u64,
     /// Proposals accepted.
     pub proposals: u64,
+    /// Membership changes accepted (counted in `proposals` too).
+    pub conf_changes: u64,
     /// Reads served.
     pub reads: u64,
     /// Snapshots taken locally.
@@ -862,6 +864,7 @@ impl Cluster {
                 .filter(|e| e.kind == EntryKind::ConfChange)
                 .map(|e| e.data.clone());
             self.stats.proposals += 1;
+            self.stats.conf_changes += 1;
             self.record(nid, EventKind::Proposed { term, index });
             match data {
                 Some(data) => {
