@@ -1818,6 +1818,12 @@ impl Raft {
         if let Some(t) = self.lead_transferee {
             return Err(ProposeError::TransferInProgress(t));
         }
+        if !self.membership.is_voter(self.id) {
+            // This leader's own configuration no longer includes it: it
+            // steps down once that commits, and a proposal taken now could
+            // be lost with it.
+            return Err(ProposeError::NotLeader { leader: None });
+        }
         Ok(())
     }
 

@@ -248,6 +248,12 @@ mod tests {
         let child = spawn(&bin, &args, &dir.path().join("s.log")).unwrap();
         let pid = child.id();
         kids.push(child);
+        // Right after fork the child still shows the parent's command line
+        // until it has exec'd: wait (bounded) for the exec.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while probe(pid, &bin, &args) != Probe::Running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(probe(pid, &bin, &args), Probe::Running);
         assert_eq!(probe(pid, &bin, &["31".to_owned()]), Probe::Gone);
         assert_eq!(probe(pid, Path::new("/bin/true"), &args), Probe::Gone);
