@@ -83,9 +83,6 @@ pub mod sim;
 pub mod transport;
 pub mod types;
 
-#[cfg(test)]
-mod tidy;
-
 pub use config::{Config, ConfigError};
 pub use membership::{Membership, MembershipError};
 pub use message::{

@@ -34,7 +34,12 @@ fn swarm_part(part: u64) {
                 ..SimOptions::default()
             };
             match run_seed(seed, &opts) {
-                Ok(r) => eprintln!("seed {seed} passed: {r:#?}"),
+                Ok(mut r) => {
+                    for line in std::mem::take(&mut r.trace) {
+                        eprintln!("{line}");
+                    }
+                    eprintln!("seed {seed} passed: {r:#?}");
+                }
                 Err(f) => panic!("{f}"),
             }
         }

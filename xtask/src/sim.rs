@@ -42,7 +42,10 @@ pub fn run(args: SimArgs) -> Result<ExitCode> {
             ..SimOptions::default()
         };
         return Ok(match run_seed(seed, &opts) {
-            Ok(r) => {
+            Ok(mut r) => {
+                for line in std::mem::take(&mut r.trace) {
+                    println!("{line}");
+                }
                 println!("seed {seed} passed: {r:#?}");
                 ExitCode::SUCCESS
             }

@@ -439,7 +439,9 @@ impl ClusterBuilder {
         self
     }
 
-    /// Print every event to stderr as it happens.
+    /// Keep every event, not only the last `log_capacity`, so the caller
+    /// can print the whole run ([`Cluster::recent_events`]). The simulator
+    /// itself never prints.
     pub fn trace(mut self, yes: bool) -> Self {
         self.trace = yes;
         self
@@ -1138,7 +1140,8 @@ impl Cluster {
         };
         self.fingerprint = mix(self.fingerprint, event_word(&ev));
         if self.trace {
-            eprintln!("{ev}");
+            self.log.push_back(ev);
+            return;
         }
         if self.log_capacity == 0 {
             return;

@@ -117,7 +117,8 @@ pub struct SimOptions {
     pub heal_ticks: u64,
     /// Fault rates; `None` lets the seed pick ([`Faults::random`]).
     pub faults: Option<Faults>,
-    /// Print every event to stderr as it happens.
+    /// Keep every event of the run (in [`SimReport::trace`], or in
+    /// [`SimFailure::recent`] on failure) for the caller to print.
     pub trace: bool,
     /// Drive the nodes with a deliberately wrong driver (tests of the
     /// checkers only).
@@ -194,6 +195,8 @@ pub struct SimReport {
     pub max_term: Term,
     /// Entries committed.
     pub committed: usize,
+    /// With [`SimOptions::trace`]: every event of the run, oldest first.
+    pub trace: Vec<String>,
     /// Counters.
     pub stats: Stats,
     /// Hash of the whole event history: equal for two runs of one seed.
@@ -390,6 +393,11 @@ impl Swarm {
             .max()
             .unwrap_or(0);
         Ok(SimReport {
+            trace: if self.opts.trace {
+                self.c.recent_events().map(|e| e.to_string()).collect()
+            } else {
+                Vec::new()
+            },
             seed: self.seed,
             setup: self.setup,
             faults: self.faults,
