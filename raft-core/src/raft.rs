@@ -1449,17 +1449,7 @@ impl Raft {
         leader_commit: LogIndex,
     ) {
         if prev < self.log.committed {
-            // Everything up to our commit index matches any leader's log.
-            let c = self.log.committed;
-            self.persisted_send(
-                from,
-                Body::AppendEntriesResponse {
-                    success: true,
-                    index: c,
-                    hint_term: 0,
-                    hint_index: 0,
-                },
-            );
+            self.ack_up_to_commit(from);
             return;
         }
         // Entries must be contiguous after prev and carry sane terms; a
@@ -2308,7 +2298,6 @@ impl Raft {
         let index = meta.index;
         if index <= self.log.committed {
             // We already hold everything it contains.
-            let c = self.log.committed;
             self.persisted_send(
                 from,
                 Body::InstallSnapshotResponse {
@@ -2317,15 +2306,7 @@ impl Raft {
                     reject: true,
                 },
             );
-            self.persisted_send(
-                from,
-                Body::AppendEntriesResponse {
-                    success: true,
-                    index: c,
-                    hint_term: 0,
-                    hint_index: 0,
-                },
-            );
+            self.ack_up_to_commit(from);
             return;
         }
         let same = self
@@ -2395,6 +2376,21 @@ impl Raft {
                 index,
                 next_offset: total,
                 reject: false,
+            },
+        );
+    }
+
+    /// Tells the leader that our log matches its own up to our commit index
+    /// (true of any leader's log, by leader completeness).
+    fn ack_up_to_commit(&mut self, to: NodeId) {
+        let c = self.log.committed;
+        self.persisted_send(
+            to,
+            Body::AppendEntriesResponse {
+                success: true,
+                index: c,
+                hint_term: 0,
+                hint_index: 0,
             },
         );
     }
