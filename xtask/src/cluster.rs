@@ -184,6 +184,22 @@ pub struct Launch {
     pub extra_args: Vec<String>,
 }
 
+/// Where one node runs when it is not on the loopback: an address of its
+/// own (its ports are its own too) and the command prefix that puts its
+/// process there, such as `ip netns exec NS`. The prefix must exec the
+/// node in place (see `procs::spawn_via`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The node's IP address.
+    pub ip: String,
+    /// Its Raft transport's port.
+    pub raft_port: u16,
+    /// Its HTTP API's port.
+    pub http_port: u16,
+    /// The command prefix that starts it there.
+    pub wrapper: Vec<String>,
+}
+
 /// Builds raft-node in release mode and returns the binary's path.
 pub fn build_raft_node() -> Result<PathBuf> {
     eprintln!("building raft-node (cargo build --release -p raft-node)...");
@@ -339,16 +355,25 @@ fn clean_data_dir(dir: &Path) -> Result<()> {
 /// The command line of every node process of a cluster.
 fn plan(l: &Launch, ports: &[(u16, u16)]) -> (Vec<NodeEntry>, Vec<ProcessEntry>) {
     let addr = |p: u16| format!("127.0.0.1:{p}");
+    let addrs: Vec<(String, String)> = ports
+        .iter()
+        .map(|&(raft, http)| (addr(raft), addr(http)))
+        .collect();
+    plan_at(l, &addrs)
+}
+
+/// [`plan`] with each node's (raft, http) address given.
+fn plan_at(l: &Launch, addrs: &[(String, String)]) -> (Vec<NodeEntry>, Vec<ProcessEntry>) {
     let nodes: Vec<NodeEntry> = l
         .labels
         .iter()
-        .zip(ports)
+        .zip(addrs)
         .enumerate()
-        .map(|(i, (label, &(raft, http)))| NodeEntry {
+        .map(|(i, (label, (raft, http)))| NodeEntry {
             id: i as u64 + 1,
             label: label.clone(),
-            raft_addr: (l.transport != Transport::Mem).then(|| addr(raft)),
-            http_addr: addr(http),
+            raft_addr: (l.transport != Transport::Mem).then(|| raft.clone()),
+            http_addr: http.clone(),
         })
         .collect();
     let dd = |name: &str| l.data_dir.join(name).display().to_string();
@@ -461,13 +486,53 @@ pub fn launch(l: &Launch, keep_data: bool, children: &mut Children) -> Result<Cl
     }
     let ports = choose_ports(l.base_port, l.labels.len() as u64, l.transport)?;
     let (nodes, processes) = plan(l, &ports);
+    start_processes(l, nodes, processes, &[], children)
+}
+
+/// Starts the processes of a cluster whose nodes each run on a [`Host`]
+/// of their own (`hosts[i]` is node i+1's; fresh data; tcp or quic), and
+/// writes its state file. The processes belong to `children`.
+pub fn launch_on(l: &Launch, hosts: &[Host], children: &mut Children) -> Result<ClusterState> {
+    if l.transport == Transport::Mem || hosts.len() != l.labels.len() {
+        bail!(
+            "a cluster on hosts needs a process per node (tcp or quic) and one host per node ({} hosts, {} nodes)",
+            hosts.len(),
+            l.labels.len()
+        );
+    }
+    std::fs::create_dir_all(&l.data_dir)
+        .with_context(|| format!("cannot create data directory {}", l.data_dir.display()))?;
+    clean_data_dir(&l.data_dir)?;
+    let addrs: Vec<(String, String)> = hosts
+        .iter()
+        .map(|h| {
+            (
+                format!("{}:{}", h.ip, h.raft_port),
+                format!("{}:{}", h.ip, h.http_port),
+            )
+        })
+        .collect();
+    let (nodes, processes) = plan_at(l, &addrs);
+    let wrappers: Vec<Vec<String>> = hosts.iter().map(|h| h.wrapper.clone()).collect();
+    start_processes(l, nodes, processes, &wrappers, children)
+}
+
+/// Starts `processes` (process i through `wrappers[i]`, if given).
+fn start_processes(
+    l: &Launch,
+    nodes: Vec<NodeEntry>,
+    processes: Vec<ProcessEntry>,
+    wrappers: &[Vec<String>],
+    children: &mut Children,
+) -> Result<ClusterState> {
     if l.transport == Transport::Quic {
         let ids: Vec<u64> = nodes.iter().map(|n| n.id).collect();
         make_certs(&l.binary, &l.data_dir.join("certs"), &ids)?;
     }
     let mut state = ClusterState::new(l.transport, l.binary.clone(), l.data_dir.clone(), nodes);
-    for mut p in processes {
-        let child = procs::spawn(&l.binary, &p.args, &p.log)?;
+    for (i, mut p) in processes.into_iter().enumerate() {
+        let wrapper = wrappers.get(i).map(Vec::as_slice).unwrap_or_default();
+        let child = procs::spawn_via(wrapper, &l.binary, &p.args, &p.log)?;
         p.pid = child.id();
         children.push(child);
         state.processes.push(p);
@@ -959,6 +1024,38 @@ mod tests {
         assert!(!a.contains("--tls"));
         assert_eq!(procs[1].log, PathBuf::from("/d/node-2.log"));
         assert_eq!(procs[1].nodes, vec![2]);
+    }
+
+    #[test]
+    fn plan_at_puts_each_node_on_its_own_address() {
+        let addrs: Vec<(String, String)> = (1..=3)
+            .map(|i| (format!("10.213.5.{i}:7000"), format!("10.213.5.{i}:8000")))
+            .collect();
+        let (nodes, procs) = plan_at(&launch(Transport::Tcp), &addrs);
+        assert_eq!(nodes[2].raft_addr.as_deref(), Some("10.213.5.3:7000"));
+        assert_eq!(nodes[2].http_addr, "10.213.5.3:8000");
+        let a = procs[0].args.join(" ");
+        assert!(
+            a.contains("--raft-addr 10.213.5.1:7000 --http-addr 10.213.5.1:8000"),
+            "{a}"
+        );
+        assert!(
+            a.contains("--peer 2=10.213.5.2:7000,10.213.5.2:8000"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn launch_on_refuses_a_host_count_that_does_not_match() {
+        let host = Host {
+            ip: "10.0.0.1".into(),
+            raft_port: 7000,
+            http_port: 8000,
+            wrapper: Vec::new(),
+        };
+        let err =
+            launch_on(&launch(Transport::Tcp), &[host], &mut Children::default()).unwrap_err();
+        assert!(err.to_string().contains("one host per node"), "{err}");
     }
 
     #[test]

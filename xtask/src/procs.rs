@@ -34,6 +34,15 @@ pub enum Probe {
 /// Starts `binary args...` with stdout and stderr appended to `log`, in a
 /// process group of its own and with no stdin.
 pub fn spawn(binary: &Path, args: &[String], log: &Path) -> Result<Child> {
+    spawn_via(&[], binary, args, log)
+}
+
+/// Like [`spawn`], but started as `wrapper... binary args...`, where the
+/// wrapper (such as `ip netns exec NS`) sets something up and then execs
+/// `binary` in place. Because it execs rather than forks, the child's pid
+/// is the binary's own once it runs, so [`probe`] and [`signal`] work on it
+/// as on a directly spawned one. An empty wrapper is [`spawn`].
+pub fn spawn_via(wrapper: &[String], binary: &Path, args: &[String], log: &Path) -> Result<Child> {
     let out = OpenOptions::new()
         .create(true)
         .append(true)
@@ -42,8 +51,15 @@ pub fn spawn(binary: &Path, args: &[String], log: &Path) -> Result<Child> {
     let err = out
         .try_clone()
         .with_context(|| format!("cannot open log file {}", log.display()))?;
-    Command::new(binary)
-        .args(args)
+    let mut cmd = match wrapper.split_first() {
+        None => Command::new(binary),
+        Some((program, pre)) => {
+            let mut c = Command::new(program);
+            c.args(pre).arg(binary);
+            c
+        }
+    };
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -276,6 +292,34 @@ mod tests {
             kids.reap();
         });
         assert!(killed.is_empty());
+        assert_eq!(probe(pid, &bin, &args), Probe::Gone);
+    }
+
+    #[test]
+    fn a_wrapper_that_execs_in_place_leaves_the_binarys_own_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bin, args) = sleeper("30");
+        let mut kids = Children::default();
+        // env execs its command in place, as `ip netns exec` does.
+        let child = spawn_via(
+            &["/usr/bin/env".to_owned()],
+            &bin,
+            &args,
+            &dir.path().join("s.log"),
+        )
+        .unwrap();
+        let pid = child.id();
+        kids.push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while probe(pid, &bin, &args) != Probe::Running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(probe(pid, &bin, &args), Probe::Running);
+        signal(pid, Signal::SIGKILL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while kids.reap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(probe(pid, &bin, &args), Probe::Gone);
     }
 

@@ -7,9 +7,13 @@
 //! cargo test -p xtask --test chaos -- --ignored --test-threads 1
 //! ```
 //!
+//! The `--net netns` run must be run as root on Linux (as CI does); it
+//! fails, saying so, otherwise.
+//!
 //! Whatever happens, no node outlives a test: xtask stops its cluster on
 //! every path, and the guard here kills anything the cluster's state file
-//! still names (for when xtask itself was killed or hung).
+//! still names (for when xtask itself was killed or hung), and removes any
+//! namespace, veth or bridge named for that xtask process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,6 +28,8 @@ const RUN_BOUND: Duration = Duration::from_secs(1500);
 struct Run {
     out: tempfile::TempDir,
     child: Option<Child>,
+    /// xtask's pid: the owner named in its netns namespaces and links.
+    pid: u32,
 }
 
 impl Run {
@@ -42,6 +48,7 @@ impl Run {
             .expect("xtask starts");
         Run {
             out,
+            pid: child.id(),
             child: Some(child),
         }
     }
@@ -106,6 +113,53 @@ impl Run {
             .map(|pid| pid as i32)
             .collect()
     }
+
+    /// Namespaces and links (`ip netns list`, `ip -o link show`) that carry
+    /// this run's xtask pid in xtask's netns naming scheme.
+    fn leftover_network(&self) -> Vec<String> {
+        let ns_prefix = format!("raftchaos-{}-n", self.pid);
+        let bridge = format!("rcbr{}", self.pid);
+        let veth = format!("rcv{}n", self.pid);
+        let mut left = Vec::new();
+        for line in ip(&["netns", "list"]).lines() {
+            if let Some(name) = line.split_whitespace().next() {
+                if name.starts_with(&ns_prefix) {
+                    left.push(format!("namespace {name}"));
+                }
+            }
+        }
+        for line in ip(&["-o", "link", "show"]).lines() {
+            if let Some(name) = line.split(": ").nth(1) {
+                let name = name.split('@').next().unwrap_or(name);
+                if name == bridge || name.starts_with(&veth) {
+                    left.push(format!("link {name}"));
+                }
+            }
+        }
+        left
+    }
+}
+
+/// The output of `ip args...` (empty if ip cannot run).
+fn ip(args: &[&str]) -> String {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether this process runs with effective uid 0.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().nth(1))
+                .map(|uid| uid == "0")
+        })
+        .unwrap_or(false)
 }
 
 impl Drop for Run {
@@ -117,6 +171,14 @@ impl Drop for Run {
         for pid in self.leftover_nodes() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // Only if xtask could not clean up (the test asserts it did).
+        for what in self.leftover_network() {
+            match what.split_once(' ') {
+                Some(("namespace", name)) => drop(ip(&["netns", "del", name])),
+                Some(("link", name)) => drop(ip(&["link", "del", name])),
+                _ => {}
+            }
         }
     }
 }
@@ -252,7 +314,7 @@ fn bad_flags_are_usage_errors() {
         &["chaos", "--transport", "mem"],
         &["chaos", "--nemesis", "flood"],
         &["chaos", "--time", "soon"],
-        &["chaos", "--net", "netns"],
+        &["chaos", "--net", "wires"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(args)
@@ -265,4 +327,126 @@ fn bad_flags_are_usage_errors() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+#[ignore = "needs root on Linux; starts a real cluster in network namespaces for about 40 s; run with --ignored"]
+fn netns_run_cuts_real_links_and_leaves_nothing_behind() {
+    assert!(
+        is_root(),
+        "this test must run as root on Linux (--net netns creates namespaces, veths and a bridge): \
+         sudo -E cargo test -p xtask --test chaos -- --ignored --test-threads 1"
+    );
+    let mut run = Run::start(&[
+        "--net",
+        "netns",
+        "--nodes",
+        "3",
+        "--time",
+        "20s",
+        "--nemesis",
+        "partition,kill",
+        "--seed",
+        "1",
+        "--clients",
+        "6",
+    ]);
+    let status = run.wait();
+    let log = run.log();
+    assert_eq!(status.code(), Some(0), "chaos run failed:\n{log}");
+    let summary = run.file("summary.txt");
+    assert!(summary.contains("chaos verdict: PASS"), "{summary}");
+    assert!(summary.contains("network: netns: bridge"), "{summary}");
+
+    // The partitions went through the kernel, both ways, and were healed
+    // exactly: every link cut is healed, and nothing went through the
+    // nodes' fault-injection endpoints.
+    let events: Vec<serde_json::Value> = run
+        .file("events.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event lines are JSON"))
+        .collect();
+    let net: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "net").collect();
+    assert!(
+        net.iter().all(|e| e["event"]["mechanism"] == "netns"),
+        "a partition went another way: {net:?}"
+    );
+    let links = |action: &str| -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = net
+            .iter()
+            .filter(|e| e["event"]["action"] == action)
+            .map(|e| {
+                let to = e["event"]["to"].as_array().expect("to is a list");
+                assert_eq!(to.len(), 1, "one link per netns event: {e}");
+                (
+                    e["event"]["from"].as_u64().expect("from"),
+                    to[0].as_u64().expect("to"),
+                )
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let (cuts, heals) = (links("cut"), links("heal"));
+    assert!(!cuts.is_empty(), "no link was cut:\n{summary}");
+    assert_eq!(cuts, heals, "heals do not match cuts");
+    for &(a, b) in &cuts {
+        assert!(cuts.contains(&(b, a)), "cut {a}->{b} is one-way");
+    }
+    assert!(
+        summary.contains(&format!("cut {}->{} (netns)", cuts[0].0, cuts[0].1)),
+        "{summary}"
+    );
+    for node in 1..=3 {
+        let node_log = run.file(&format!("cluster/node-{node}.log"));
+        assert!(
+            !node_log.contains("fault injection: isolated"),
+            "node {node} was isolated through its endpoint"
+        );
+    }
+    // Seed 1 isolates the leader first: only a real cut makes the others
+    // elect a new one.
+    let changes: u64 = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("leader changes: "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary counts leader changes");
+    assert!(
+        changes >= 1,
+        "isolating the leader changed nothing:\n{summary}"
+    );
+
+    assert!(log.contains("chaos: netns: removed"), "{log}");
+    assert_eq!(run.leftover_network(), Vec::<String>::new(), "{log}");
+    assert!(run.leftover_nodes().is_empty(), "nodes left running");
+}
+
+#[test]
+fn netns_is_refused_without_root() {
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let mut cmd = if is_root() {
+        // Drop to an unprivileged user to see the refusal.
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+            xtask,
+        ]);
+        c
+    } else {
+        Command::new(xtask)
+    };
+    let out = cmd
+        .args(["chaos", "--net", "netns", "--time", "1s"])
+        .output()
+        .expect("xtask runs (as root this test needs util-linux's setpriv)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--net netns must run as root"), "{stderr}");
 }

@@ -9,15 +9,23 @@
 //! - the cluster recovers (one leader everyone follows, a write goes
 //!   through) within a bound after the final heal, and the replicas agree.
 //!
+//! Partitions are made by one of two link mechanisms ([`net`]): the nodes'
+//! fault-injection endpoints (`--net api`), or, as root on Linux, a network
+//! namespace per node with links cut in the kernel (`--net netns`,
+//! [`netns`]).
+//!
 //! It writes the verdict, a summary, the history (JSON lines) and an HTML
 //! timeline into `--out`, and exits non-zero on any violation. It must never
-//! leave a node running: the node processes belong to a [`Children`] that
-//! kills them when dropped, on any path out of [`run`].
+//! leave a node running, nor a namespace, veth or bridge: the node processes
+//! belong to a [`Children`] and the network to a [`netns::Network`], which
+//! both clean up when dropped, on any path out of [`run`].
 
 pub mod checker;
 pub mod client;
 pub mod history;
 pub mod nemesis;
+pub mod net;
+pub mod netns;
 pub mod report;
 pub mod rng;
 pub mod watch;
@@ -33,7 +41,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::Signal;
 
-use crate::cluster::{self, Launch};
+use crate::cluster::{self, Host, Launch};
 use crate::procs::{self, Children, Probe};
 use crate::state::{ClusterState, Supervisor, Transport};
 use crate::{repo_root, Signals, UsageError};
@@ -41,6 +49,7 @@ use crate::{repo_root, Signals, UsageError};
 use client::{execute, KvRequest, NodeAddr, Recorder, Workload};
 use history::{OpKind, OpRecord, Outcome};
 use nemesis::{FaultWindow, Nemesis, NemesisKind, Processes};
+use net::{ApiLinks, Links, NetEvent};
 
 /// Exit code when a check found a violation.
 const EXIT_VIOLATION: u8 = 1;
@@ -51,9 +60,20 @@ const EXIT_UNKNOWN: u8 = 3;
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "\
 Faults are one at a time: each is applied, held for about --nemesis-interval, \
-undone, then a quiet gap. Partitions use the nodes' fault-injection endpoints \
-(/v1/admin/isolate, heal), which cut links inside each node's transport; \
-real network namespaces (--net netns) are not implemented yet.
+undone, then a quiet gap.
+
+Partitions, --net api (default): the nodes' fault-injection endpoints \
+(/v1/admin/isolate, heal) make each node's transport drop the cut peers.
+
+Partitions, --net netns (Linux, as root): each node runs in a network \
+namespace of its own (raftchaos-<pid>-n<id>, address 10.213.<s>.<id>), \
+joined by a private bridge (rcbr<pid>, 10.213.<s>.254/24) to xtask, which \
+stays in the root namespace. A cut a->b is an `ip rule ... blackhole` in \
+b's namespace that discards packets from a on arrival, so links are cut \
+for real (senders see timeouts, not errors); both directions are cut. \
+Kill and pause signal the node itself in either mode. The namespaces, \
+veths and bridge are removed on every way out (ctrl-c and SIGTERM \
+included), and leftovers of runs whose xtask died are removed at start.
 
 Exit codes: 0 every check passed; 1 a violation (the report says which); \
 2 bad usage; 3 the linearizability check ran out of --check-time.
@@ -114,9 +134,9 @@ pub struct ChaosArgs {
     /// leader after a newer write: the run must report a stale read.
     #[arg(long, value_parser = ["stale-read"])]
     pub scenario: Option<String>,
-    /// Network fault mechanism. Only "api" (the nodes' fault-injection
-    /// endpoints) is implemented; "netns" (a network namespace per node,
-    /// links cut for real; Linux, root) is not yet.
+    /// How partitions are made: "api", the nodes' fault-injection
+    /// endpoints; or "netns", a network namespace per node with links cut
+    /// in the kernel (Linux, as root; see below).
     #[arg(long, default_value = "api", value_parser = ["api", "netns"])]
     pub net: String,
     /// Run this raft-node binary instead of building one.
@@ -173,6 +193,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 struct ChaosProcs {
     state: ClusterState,
     children: Children,
+    /// Per process, the command prefix that starts it (`ip netns exec NS`
+    /// in netns mode; empty otherwise), so a restart lands where it was.
+    wrappers: Vec<Vec<String>>,
 }
 
 impl ChaosProcs {
@@ -218,7 +241,12 @@ impl Processes for ChaosProcs {
             bail!("node {id} still runs; not starting a second copy");
         }
         let p = &self.state.processes[idx];
-        let child = procs::spawn(&self.state.binary, &p.args, &p.log)?;
+        let wrapper = self
+            .wrappers
+            .get(idx)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let child = procs::spawn_via(wrapper, &self.state.binary, &p.args, &p.log)?;
         self.state.processes[idx].pid = child.id();
         self.state.processes[idx].paused = false;
         self.children.push(child);
@@ -254,11 +282,11 @@ struct Findings {
 
 /// Runs `cargo xtask chaos`.
 pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
-    if args.net == "netns" {
-        return Err(UsageError::new(
-            "--net netns is not implemented yet; partitions use the nodes' fault-injection endpoints (--net api)",
-        )
-        .into());
+    let use_netns = args.net == "netns";
+    if use_netns && args.check_history.is_none() {
+        if let Some(why) = netns::unsupported() {
+            return Err(UsageError::new(why).into());
+        }
     }
     if !(0.0..=1.0).contains(&args.stale_reads) {
         return Err(UsageError::new("--stale-reads is a fraction between 0 and 1").into());
@@ -296,7 +324,16 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         binary,
         extra_args: Vec::new(),
     };
+    // Before the network exists, so a ctrl-c from here on is handled (and
+    // the network removed) instead of killing xtask outright.
     let mut signals = Signals::new()?;
+    // Declared before the children: dropped after them, so on an early
+    // return the nodes are gone before their namespaces are removed.
+    let mut network = if use_netns {
+        Some(netns::Network::setup(&ids_of(&launch))?)
+    } else {
+        None
+    };
     let mut children = Children::default();
     eprintln!(
         "chaos: seed {seed}; starting {} nodes over {} in {}",
@@ -304,10 +341,38 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         args.transport.as_str(),
         launch.data_dir.display()
     );
-    let mut state = cluster::launch(&launch, false, &mut children)?;
+    let hosts: Option<Vec<Host>> = network.as_ref().map(|n| {
+        let t = n.topology();
+        t.ids
+            .iter()
+            .map(|&id| Host {
+                ip: t.node_ip(id).to_string(),
+                raft_port: netns::RAFT_PORT,
+                http_port: netns::HTTP_PORT,
+                wrapper: t.wrapper(id),
+            })
+            .collect()
+    });
+    let mut state = match &hosts {
+        Some(h) => cluster::launch_on(&launch, h, &mut children)?,
+        None => cluster::launch(&launch, false, &mut children)?,
+    };
     state.supervisor = Some(Supervisor::this_process());
     state.save()?;
-    let outcome = drive(&args, seed, &out, &mut state, &mut children, &mut signals).await;
+    let wrappers: Vec<Vec<String>> = hosts
+        .map(|h| h.into_iter().map(|h| h.wrapper).collect())
+        .unwrap_or_default();
+    let topology = network.as_ref().map(|n| n.topology().clone());
+    let outcome = drive(
+        &args,
+        seed,
+        &out,
+        &mut state,
+        &mut children,
+        &mut signals,
+        RunNet { topology, wrappers },
+    )
+    .await;
     // Whatever happened, stop every node (restarts may have replaced pids).
     let latest = ClusterState::load(&launch.data_dir)
         .ok()
@@ -318,7 +383,42 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         eprintln!("chaos: killed pids {killed:?} (they did not stop after SIGTERM)");
     }
     children.kill_all();
+    if let Some(n) = network.as_mut() {
+        match n.teardown() {
+            Ok(removed) => eprintln!("chaos: netns: removed {}", removed.join(", ")),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("chaos: netns: teardown: {e}");
+                }
+            }
+        }
+    }
     outcome
+}
+
+fn ids_of(launch: &Launch) -> Vec<u64> {
+    (1..=launch.labels.len() as u64).collect()
+}
+
+/// The network side of a run: the netns topology, if any, and how each
+/// process is started.
+#[derive(Debug, Default)]
+struct RunNet {
+    topology: Option<netns::Topology>,
+    wrappers: Vec<Vec<String>>,
+}
+
+/// Aborts the tasks it holds when dropped, so no client or watcher keeps
+/// running (and dialling node addresses) after the run ends on any path.
+#[derive(Debug, Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 async fn drive(
@@ -328,6 +428,7 @@ async fn drive(
     state: &mut ClusterState,
     children: &mut Children,
     signals: &mut Signals,
+    run_net: RunNet,
 ) -> Result<ExitCode> {
     let (leader, term) =
         cluster::wait_for_leader(state, children, Duration::from_secs(60), signals).await?;
@@ -351,32 +452,53 @@ async fn drive(
     let stop = Arc::new(AtomicBool::new(false));
     let watch_log = Arc::new(watch::WatchLog::default());
     let watch_stop = Arc::new(AtomicBool::new(false));
-    let watchers: Vec<_> = nodes
-        .iter()
-        .map(|n| {
-            tokio::spawn(watch::watch_node(
-                n.clone(),
-                start,
-                watch_log.clone(),
-                watch_stop.clone(),
-            ))
-        })
-        .chain(nodes.iter().map(|n| {
-            tokio::spawn(watch::poll_status(
-                n.clone(),
-                start,
-                watch_log.clone(),
-                watch_stop.clone(),
-                Duration::from_millis(100),
-            ))
-        }))
-        .collect();
+    let mut watchers = Tasks(
+        nodes
+            .iter()
+            .map(|n| {
+                tokio::spawn(watch::watch_node(
+                    n.clone(),
+                    start,
+                    watch_log.clone(),
+                    watch_stop.clone(),
+                ))
+            })
+            .chain(nodes.iter().map(|n| {
+                tokio::spawn(watch::poll_status(
+                    n.clone(),
+                    start,
+                    watch_log.clone(),
+                    watch_stop.clone(),
+                    Duration::from_millis(100),
+                ))
+            }))
+            .collect(),
+    );
     let recorder = Arc::new(Recorder::default());
     let procs = ChaosProcs {
         state: state.clone(),
         children: std::mem::take(children),
+        wrappers: run_net.wrappers,
     };
-    let mut nemesis = Nemesis::new(nodes.clone(), procs, start);
+    let network = match &run_net.topology {
+        Some(t) => format!(
+            "netns: bridge {} at {} on {} in the root namespace; {}; links cut by blackhole rules in the receiving namespace",
+            t.bridge(),
+            t.bridge_ip(),
+            t.cidr(),
+            t.ids
+                .iter()
+                .map(|&id| format!("node {id} {} in {}", t.node_ip(id), t.ns(id)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "api: partitions through the nodes' fault-injection endpoints".to_string(),
+    };
+    let links: Box<dyn Links> = match run_net.topology {
+        Some(t) => Box::new(netns::NetnsLinks::new(t, start)),
+        None => Box::new(ApiLinks::new(nodes.clone(), start)),
+    };
+    let mut nemesis = Nemesis::new(nodes.clone(), procs, links, start);
     let plan = match args.scenario {
         Some(_) => Vec::new(),
         None => nemesis::plan(seed, &args.nemesis, &ids, args.time, args.nemesis_interval),
@@ -397,19 +519,21 @@ async fn drive(
             max_ops: args.max_ops,
         };
         let shared_nodes = Arc::new(nodes.clone());
-        let clients: Vec<_> = (0..args.clients as usize)
-            .map(|c| {
-                tokio::spawn(client::run_client(
-                    c,
-                    seed,
-                    shared_nodes.clone(),
-                    work.clone(),
-                    start,
-                    recorder.clone(),
-                    stop.clone(),
-                ))
-            })
-            .collect();
+        let mut clients = Tasks(
+            (0..args.clients as usize)
+                .map(|c| {
+                    tokio::spawn(client::run_client(
+                        c,
+                        seed,
+                        shared_nodes.clone(),
+                        work.clone(),
+                        start,
+                        recorder.clone(),
+                        stop.clone(),
+                    ))
+                })
+                .collect(),
+        );
         let until = start + args.time;
         tokio::select! {
             () = async {
@@ -420,7 +544,7 @@ async fn drive(
         }
         stop.store(true, Ordering::Relaxed);
         // In-flight requests end within the request timeout.
-        for c in clients {
+        for c in std::mem::take(&mut clients.0) {
             let _ = c.await;
         }
     }
@@ -466,7 +590,7 @@ async fn drive(
     }
     let end = start.elapsed();
     watch_stop.store(true, Ordering::Relaxed);
-    for w in watchers {
+    for w in std::mem::take(&mut watchers.0) {
         let _ = w.await;
     }
     // The nemesis owned the processes; hand them back for the final stop.
@@ -500,9 +624,14 @@ async fn drive(
         watch_log.lagged.load(Ordering::Relaxed)
     ));
     let windows = nemesis.windows.clone();
+    let net = NetReport {
+        description: network,
+        mechanism: nemesis.links.mechanism(),
+        events: nemesis.links.events().to_vec(),
+    };
     let verdict = analyse(args, &ops, &events, &mut f);
     let summary = write_outputs(
-        args, seed, out, &ops, &events, &windows, &f, &verdict, healed_at, end,
+        args, seed, out, &ops, &events, &windows, &net, &f, &verdict, healed_at, end,
     )?;
     print!("{summary}");
     Ok(match verdict {
@@ -597,16 +726,13 @@ async fn stale_read_scenario(
     )
     .expect("isolating a node is a partition");
     let t_start = client::nanos(start.elapsed());
-    for (id, peers) in &cuts {
-        let addr = &node(*id).http;
-        crate::http::admin(
-            addr,
-            "isolate",
-            serde_json::json!({ "peers": peers }),
-            Duration::from_secs(2),
-        )
-        .await
-        .with_context(|| format!("stale-read scenario: isolating node {old}"))?;
+    let events_before = nemesis.links.events().len();
+    let errors = nemesis.links.cut(&cuts).await;
+    if !errors.is_empty() {
+        bail!(
+            "stale-read scenario: isolating node {old}: {}",
+            errors.join("; ")
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let new = loop {
@@ -637,6 +763,10 @@ async fn stale_read_scenario(
         end_ns: client::nanos(start.elapsed()),
         nodes: vec![old],
         error: None,
+        links: nemesis.links.events()[events_before..]
+            .iter()
+            .map(NetEvent::label)
+            .collect(),
     });
     Ok(())
 }
@@ -888,6 +1018,14 @@ fn analyse(
     verdict
 }
 
+/// What the link mechanism was and did, for the report.
+#[derive(Debug)]
+struct NetReport {
+    description: String,
+    mechanism: &'static str,
+    events: Vec<NetEvent>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_outputs(
     args: &ChaosArgs,
@@ -896,6 +1034,7 @@ fn write_outputs(
     ops: &[OpRecord],
     events: &[watch::RoleEvent],
     windows: &[FaultWindow],
+    net: &NetReport,
     f: &Findings,
     verdict: &checker::Verdict,
     healed_at: Duration,
@@ -911,6 +1050,12 @@ fn write_outputs(
     let mut ev = String::new();
     for w in windows {
         ev.push_str(&serde_json::json!({ "type": "fault", "fault": w }).to_string());
+        ev.push('\n');
+    }
+    for e in &net.events {
+        ev.push_str(
+            &serde_json::json!({ "type": "net", "label": e.label(), "event": e }).to_string(),
+        );
         ev.push('\n');
     }
     for e in events {
@@ -952,6 +1097,7 @@ fn write_outputs(
         args.transport.as_str(),
         end.as_secs_f64(),
     ));
+    s.push_str(&format!("network: {}\n\n", net.description));
     s.push_str(&report::ops_table(ops));
     s.push_str(&format!("\nfaults injected: {}\n", windows.len()));
     for w in windows {
@@ -965,7 +1111,20 @@ fn write_outputs(
                 .map(|e| format!("  [{e}]"))
                 .unwrap_or_default()
         ));
+        if !w.links.is_empty() {
+            s.push_str(&format!(
+                "                      links: {}\n",
+                w.links.join(", ")
+            ));
+        }
     }
+    let count = |action: &str| net.events.iter().filter(|e| e.action == action).count();
+    s.push_str(&format!(
+        "link changes ({}): {} cuts, {} heals\n",
+        net.mechanism,
+        count("cut"),
+        count("heal")
+    ));
     s.push_str(&format!(
         "leader changes: {} ({} leaders seen over terms {})\n",
         leaders.len().saturating_sub(1),
@@ -1002,14 +1161,19 @@ fn write_outputs(
         "\nfiles in {}:\n  summary.txt  history.jsonl  events.jsonl  timeline.html  cluster/ (node data and logs)\n",
         out.display()
     ));
+    let net_flag = if args.net == "api" {
+        String::new()
+    } else {
+        format!(" --net {}", args.net)
+    };
     let replay = match &args.scenario {
         Some(name) => format!(
-            "--nodes {} --transport {} --scenario {name}",
+            "--nodes {} --transport {}{net_flag} --scenario {name}",
             args.nodes,
             args.transport.as_str()
         ),
         None => format!(
-            "--nodes {} --transport {} --time {}s --clients {} --keys {} --nemesis {nemesis_list} --nemesis-interval {}s",
+            "--nodes {} --transport {}{net_flag} --time {}s --clients {} --keys {} --nemesis {nemesis_list} --nemesis-interval {}s",
             args.nodes,
             args.transport.as_str(),
             args.time.as_secs_f64(),

@@ -3,9 +3,10 @@
 //!
 //! Faults are one at a time: each is applied, held for a few seconds, then
 //! undone, with a quiet gap before the next, so every fault has one clear
-//! window in the report. Partitions go through each node's fault-injection
-//! endpoint (`/v1/admin/isolate`, `/v1/admin/heal`); kills and pauses go
-//! through the process controller the harness hands in. The plan is a pure
+//! window in the report. Partitions go through the link mechanism the
+//! harness hands in ([`super::net::Links`]: the nodes' fault-injection
+//! endpoints, or real network namespaces); kills and pauses go through the
+//! process controller it hands in. The plan is a pure
 //! function of (seed, nemesis kinds, node ids, run length); which node is
 //! leader is only known when a fault starts.
 //!
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::client::{nanos, NodeAddr};
+use super::net::Links;
 use super::rng::{Pick, Rng};
 
 /// The families of faults `--nemesis` can enable.
@@ -281,6 +283,9 @@ pub struct FaultWindow {
     /// Set when applying or undoing it went wrong (it still counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The link changes that made and undid it ("cut 1->2 (netns)").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 /// Killing, restarting, pausing and resuming node processes: what the
@@ -296,12 +301,11 @@ pub trait Processes: Send {
     fn resume(&mut self, id: u64) -> anyhow::Result<()>;
 }
 
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The nemesis of one run.
 pub struct Nemesis<P: Processes> {
     pub nodes: Vec<NodeAddr>,
     pub procs: P,
+    pub links: Box<dyn Links>,
     start: Instant,
     killed: BTreeSet<u64>,
     paused: BTreeSet<u64>,
@@ -312,6 +316,7 @@ impl<P: Processes> fmt::Debug for Nemesis<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Nemesis")
             .field("nodes", &self.nodes)
+            .field("links", &self.links.mechanism())
             .field("killed", &self.killed)
             .field("paused", &self.paused)
             .field("windows", &self.windows.len())
@@ -336,10 +341,11 @@ pub async fn find_leader(nodes: &[NodeAddr]) -> Option<u64> {
 }
 
 impl<P: Processes> Nemesis<P> {
-    pub fn new(nodes: Vec<NodeAddr>, procs: P, start: Instant) -> Self {
+    pub fn new(nodes: Vec<NodeAddr>, procs: P, links: Box<dyn Links>, start: Instant) -> Self {
         Nemesis {
             nodes,
             procs,
+            links,
             start,
             killed: BTreeSet::new(),
             paused: BTreeSet::new(),
@@ -351,50 +357,9 @@ impl<P: Processes> Nemesis<P> {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
-    fn addr(&self, id: u64) -> Option<&str> {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .map(|n| n.http.as_str())
-    }
-
-    /// Applies cuts on every node that has any; both sides of a cut are
-    /// told, so one unreachable side (paused, say) still leaves it cut.
-    async fn isolate(&self, cuts: &BTreeMap<u64, Vec<u64>>) -> Vec<String> {
-        let calls = cuts
-            .iter()
-            .filter(|(_, peers)| !peers.is_empty())
-            .filter_map(|(&id, peers)| {
-                let addr = self.addr(id)?.to_string();
-                let body = serde_json::json!({ "peers": peers });
-                Some(async move {
-                    crate::http::admin(&addr, "isolate", body, ADMIN_TIMEOUT)
-                        .await
-                        .map_err(|e| format!("isolate on node {id}: {e:#}"))
-                })
-            });
-        futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect()
-    }
-
-    /// Heals the partitions on every node that answers.
-    pub async fn heal_partitions(&self) -> Vec<String> {
-        let calls = self.nodes.iter().map(|n| {
-            let (id, addr) = (n.id, n.http.clone());
-            async move {
-                crate::http::admin(&addr, "heal", serde_json::json!({}), ADMIN_TIMEOUT)
-                    .await
-                    .map_err(|e| format!("heal on node {id}: {e:#}"))
-            }
-        });
-        futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect()
+    /// Restores every link the nemesis cut.
+    pub async fn heal_partitions(&mut self) -> Vec<String> {
+        self.links.heal().await
     }
 
     /// Runs the plan until it ends or `stop` is set, then undoes whatever
@@ -436,6 +401,7 @@ impl<P: Processes> Nemesis<P> {
             Target::Leader => leader,
         };
         let start_ns = nanos(self.start.elapsed());
+        let events_before = self.links.events().len();
         let mut errors: Vec<String> = Vec::new();
         let mut hit: Vec<u64> = Vec::new();
         let mut label = step.fault.to_string();
@@ -469,7 +435,7 @@ impl<P: Processes> Nemesis<P> {
                         .filter(|(_, p)| !p.is_empty())
                         .map(|(&id, _)| id)
                         .collect();
-                    errors.extend(self.isolate(&c).await);
+                    errors.extend(self.links.cut(&c).await);
                 }
             },
         }
@@ -477,6 +443,13 @@ impl<P: Processes> Nemesis<P> {
             "chaos: {:>7.2}s fault begins: {label} (nodes {hit:?})",
             start_ns as f64 / 1e9
         );
+        if self.links.events().len() > events_before {
+            let labels: Vec<String> = self.links.events()[events_before..]
+                .iter()
+                .map(|e| e.label())
+                .collect();
+            eprintln!("chaos: links: {}", labels.join(", "));
+        }
         let end = Instant::now() + step.hold;
         while Instant::now() < end && !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(
@@ -499,6 +472,10 @@ impl<P: Processes> Nemesis<P> {
             end_ns: nanos(self.start.elapsed()),
             nodes: hit,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
+            links: self.links.events()[events_before..]
+                .iter()
+                .map(|e| e.label())
+                .collect(),
         });
     }
 

@@ -369,6 +369,7 @@ mod tests {
             end_ns: 2_000_000,
             nodes: vec![1],
             error: None,
+            links: Vec::new(),
         }];
         let marks = Marks {
             blocking: Some(1),
