@@ -1,14 +1,23 @@
 //! Write throughput and latency of a 3-node cluster in one process: the
-//! runtime over the in-memory transport with `MemStore`, 64-byte writes
-//! from closed-loop clients (each waits for its write to be applied before
-//! sending the next).
+//! runtime with `MemStore`, 64-byte writes from closed-loop clients (each
+//! waits for its write to be applied before sending the next), over each
+//! transport: the in-memory one, TCP and QUIC (TLS 1.3 with development
+//! certificates) on 127.0.0.1 with OS-assigned ports.
 //!
 //! Run with `cargo bench -p raft-node --bench cluster`. Each client count
-//! is measured in several fresh clusters and the median is printed.
-//! `CLUSTER_BENCH_SECS` (default 3) sets the measured seconds per run,
-//! `CLUSTER_BENCH_RUNS` (default 3) the runs, `CLUSTER_BENCH_CLIENTS`
+//! is measured in several fresh clusters and the median is printed, as a
+//! table and as `BENCH` lines for `cargo xtask bench`
+//! (`cluster.<transport>.writes.c<clients>`, `.p50.`, `.p99.`). The issue
+//! names reference figures (openraft), not targets, so the lines carry
+//! none.
+//!
+//! `CLUSTER_BENCH_TRANSPORTS` (default "mem,tcp,quic") picks the
+//! transports, `CLUSTER_BENCH_SECS` (default 3) the measured seconds per
+//! run, `CLUSTER_BENCH_RUNS` (default 3) the runs, `CLUSTER_BENCH_CLIENTS`
 //! (default "1,16,64,256") the client counts, `CLUSTER_BENCH_WORKERS`
 //! (default: the number of CPUs) the tokio worker threads.
+//! `RAFT_BENCH_QUICK=1` makes the defaults one run of half a second (rough
+//! figures); the variables above still win.
 
 use bytes::Bytes;
 use raft_core::{Config, NodeId, Role};
@@ -16,6 +25,11 @@ use raft_node::mem_store::MemStore;
 use raft_node::runtime::{NodeConfig, RaftHandle, RaftNode};
 use raft_node::state_machine::{Command, StateMachine, StateMachineError};
 use raft_transport_mem::MemNetwork;
+use raft_transport_quic::certs::DevCa;
+use raft_transport_quic::{QuicConfig, QuicTransport};
+use raft_transport_tcp::{TcpConfig, TcpTransport};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,21 +72,119 @@ struct RunResult {
     p99_us: f64,
 }
 
-async fn start_cluster() -> Vec<RaftHandle> {
-    let net = MemNetwork::new(7);
-    let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
+/// The transport a benchmark cluster runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Net {
+    Mem,
+    Tcp,
+    Quic,
+}
+
+impl Net {
+    fn parse(s: &str) -> Option<Net> {
+        match s.trim() {
+            "mem" => Some(Net::Mem),
+            "tcp" => Some(Net::Tcp),
+            "quic" => Some(Net::Quic),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Net::Mem => "mem",
+            Net::Tcp => "tcp",
+            Net::Quic => "quic",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Net::Mem => "in-memory transport",
+            Net::Tcp => "TCP on 127.0.0.1",
+            Net::Quic => "QUIC (TLS 1.3, mutual auth) on 127.0.0.1",
+        }
+    }
+}
+
+const CLUSTER_ID: u64 = 7;
+const IDS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+
+fn node_config(id: NodeId, peers: &BTreeMap<NodeId, String>) -> NodeConfig {
+    let mut raft = Config::new(id, IDS.to_vec());
+    raft.election_ticks = 10;
+    raft.heartbeat_ticks = 2;
+    let mut cfg = NodeConfig::new(raft);
+    cfg.tick_interval = Duration::from_millis(20);
+    cfg.proposal_queue = 8192;
+    cfg.peers = peers
+        .iter()
+        .filter(|(p, _)| **p != id)
+        .map(|(p, a)| (*p, a.clone()))
+        .collect();
+    cfg
+}
+
+async fn start_node<T: raft_core::Transport>(
+    id: NodeId,
+    peers: &BTreeMap<NodeId, String>,
+    transport: T,
+) -> RaftHandle {
+    RaftNode::start(
+        node_config(id, peers),
+        transport,
+        MemStore::new(),
+        Tally::default(),
+    )
+    .await
+    .expect("node starts")
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("a socket address")
+}
+
+async fn start_cluster(net: Net) -> Vec<RaftHandle> {
     let mut nodes = Vec::new();
-    for id in &ids {
-        let mut raft = Config::new(*id, ids.clone());
-        raft.election_ticks = 10;
-        raft.heartbeat_ticks = 2;
-        let mut cfg = NodeConfig::new(raft);
-        cfg.tick_interval = Duration::from_millis(20);
-        cfg.proposal_queue = 8192;
-        let node = RaftNode::start(cfg, net.transport(*id), MemStore::new(), Tally::default())
-            .await
-            .expect("node starts");
-        nodes.push(node);
+    match net {
+        Net::Mem => {
+            let mem = MemNetwork::new(7);
+            for id in IDS {
+                nodes.push(start_node(id, &BTreeMap::new(), mem.transport(id)).await);
+            }
+        }
+        Net::Tcp => {
+            // Bind every node first, so each starts knowing its peers'
+            // OS-assigned ports.
+            let mut transports = Vec::new();
+            let mut peers = BTreeMap::new();
+            for id in IDS {
+                let t = TcpTransport::bind(TcpConfig::new(id, CLUSTER_ID, loopback()))
+                    .await
+                    .expect("bind TCP on loopback");
+                peers.insert(id, t.local_addr().to_string());
+                transports.push((id, t));
+            }
+            for (id, t) in transports {
+                nodes.push(start_node(id, &peers, t).await);
+            }
+        }
+        Net::Quic => {
+            let ca = DevCa::generate().expect("development CA");
+            let mut transports = Vec::new();
+            let mut peers = BTreeMap::new();
+            for id in IDS {
+                let tls = ca.node_tls(id).expect("node certificate");
+                let t = QuicTransport::bind(QuicConfig::new(id, CLUSTER_ID, loopback(), tls))
+                    .await
+                    .expect("bind UDP on loopback");
+                peers.insert(id, t.local_addr().to_string());
+                transports.push((id, t));
+            }
+            for (id, t) in transports {
+                nodes.push(start_node(id, &peers, t).await);
+            }
+        }
     }
     nodes
 }
@@ -92,8 +204,8 @@ async fn leader(nodes: &[RaftHandle]) -> RaftHandle {
     }
 }
 
-async fn run(clients: usize, secs: f64) -> RunResult {
-    let nodes = start_cluster().await;
+async fn run(net: Net, clients: usize, secs: f64, warmup: Duration) -> RunResult {
+    let nodes = start_cluster(net).await;
     let leader = leader(&nodes).await;
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -124,7 +236,7 @@ async fn run(clients: usize, secs: f64) -> RunResult {
         }));
     }
     // Warm up, then measure.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
@@ -167,13 +279,27 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
-    let secs: f64 = env("CLUSTER_BENCH_SECS", 3.0);
-    let runs: usize = env("CLUSTER_BENCH_RUNS", 3usize).max(1);
+    let quick = std::env::var_os("RAFT_BENCH_QUICK").is_some_and(|v| v == "1");
+    let secs: f64 = env("CLUSTER_BENCH_SECS", if quick { 0.5 } else { 3.0 });
+    let runs: usize = env("CLUSTER_BENCH_RUNS", if quick { 1 } else { 3usize }).max(1);
+    let warmup = Duration::from_millis(if quick { 200 } else { 500 });
     let clients: Vec<usize> = std::env::var("CLUSTER_BENCH_CLIENTS")
         .unwrap_or_else(|_| "1,16,64,256".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let nets_spec =
+        std::env::var("CLUSTER_BENCH_TRANSPORTS").unwrap_or_else(|_| "mem,tcp,quic".into());
+    let mut nets = Vec::new();
+    for s in nets_spec.split(',').filter(|s| !s.trim().is_empty()) {
+        match Net::parse(s) {
+            Some(n) => nets.push(n),
+            None => {
+                eprintln!("CLUSTER_BENCH_TRANSPORTS: unknown transport {s:?} (mem, tcp, quic)");
+                std::process::exit(2);
+            }
+        }
+    }
     let workers: usize = env(
         "CLUSTER_BENCH_WORKERS",
         std::thread::available_parallelism().map_or(2, usize::from),
@@ -183,29 +309,37 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    println!(
-        "3-node cluster, in-memory transport and store, 64-byte writes; median of {runs} runs of {secs}s"
-    );
-    println!(
-        "{:>8} {:>14} {:>10} {:>10}",
-        "clients", "writes/s", "p50 us", "p99 us"
-    );
-    for c in clients {
-        let mut w = Vec::new();
-        let mut p50 = Vec::new();
-        let mut p99 = Vec::new();
-        for _ in 0..runs {
-            let r = rt.block_on(run(c, secs));
-            w.push(r.writes_per_sec);
-            p50.push(r.p50_us);
-            p99.push(r.p99_us);
-        }
+    for net in nets {
         println!(
-            "{:>8} {:>14.0} {:>10.1} {:>10.1}",
-            c,
-            median(w),
-            median(p50),
-            median(p99)
+            "3-node cluster, {}, in-memory store, 64-byte writes; median of {runs} runs of {secs}s{}",
+            net.describe(),
+            if quick { " (quick: rough figures)" } else { "" }
         );
+        println!(
+            "{:>8} {:>14} {:>10} {:>10}",
+            "clients", "writes/s", "p50 us", "p99 us"
+        );
+        for &c in &clients {
+            let mut w = Vec::new();
+            let mut p50 = Vec::new();
+            let mut p99 = Vec::new();
+            for _ in 0..runs {
+                let r = rt.block_on(run(net, c, secs, warmup));
+                w.push(r.writes_per_sec);
+                p50.push(r.p50_us);
+                p99.push(r.p99_us);
+            }
+            let (w, p50, p99) = (median(w), median(p50), median(p99));
+            println!("{c:>8} {w:>14.0} {p50:>10.1} {p99:>10.1}");
+            let n = net.name();
+            println!("BENCH cluster.{n}.writes.c{c}={w:.0} writes/s");
+            // With no write measured there is no latency to report (and a
+            // NaN is not a figure).
+            if p50.is_finite() && p99.is_finite() {
+                println!("BENCH cluster.{n}.p50.c{c}={p50:.1} us");
+                println!("BENCH cluster.{n}.p99.c{c}={p99:.1} us");
+            }
+        }
+        println!();
     }
 }
