@@ -79,6 +79,26 @@ impl Run {
         }
     }
 
+    /// Waits (bounded) until xtask's output contains `needle`.
+    fn wait_for_output(&self, needle: &str, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {bound:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `sig` to xtask and waits (bounded) for it to end.
+    fn signal(&mut self, sig: Signal) -> ExitStatus {
+        let child = self.child.as_mut().expect("xtask runs");
+        let _ = kill(Pid::from_raw(child.id() as i32), sig);
+        self.wait()
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.path().join("xtask.log")).unwrap_or_default()
     }
@@ -449,4 +469,58 @@ fn netns_is_refused_without_root() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--net netns must run as root"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs root on Linux; starts two real clusters in network namespaces; run with --ignored"]
+fn netns_network_is_removed_after_sigterm_and_after_a_crash() {
+    assert!(
+        is_root(),
+        "this test must run as root on Linux (--net netns creates namespaces, veths and a bridge): \
+         sudo -E cargo test -p xtask --test chaos -- --ignored --test-threads 1"
+    );
+    let long = ["--net", "netns", "--nodes", "3", "--time", "120s"];
+    // A run killed outright cannot clean up: its network and nodes stay...
+    let mut crashed = Run::start(&[&long[..], &["--nemesis", "none"]].concat());
+    crashed.wait_for_output("running for", RUN_BOUND);
+    assert_eq!(crashed.signal(Signal::SIGKILL).code(), None);
+    let left = crashed.leftover_network();
+    assert_eq!(left.len(), 3 + 3 + 1, "namespaces, veths, bridge: {left:?}");
+    assert_eq!(
+        crashed.leftover_nodes().len(),
+        3,
+        "the nodes outlive a killed xtask"
+    );
+
+    // ...until the next netns run removes them before building its own.
+    let mut next = Run::start(&[&long[..], &["--nemesis", "partition"]].concat());
+    next.wait_for_output("running for", RUN_BOUND);
+    assert_eq!(
+        crashed.leftover_network(),
+        Vec::<String>::new(),
+        "{}",
+        next.log()
+    );
+    assert!(crashed.leftover_nodes().is_empty(), "{}", next.log());
+    assert!(
+        next.log().contains(&format!(
+            "earlier run whose xtask is gone: namespace raftchaos-{}-n1",
+            crashed.pid
+        )),
+        "{}",
+        next.log()
+    );
+    assert_eq!(next.leftover_network().len(), 7, "{}", next.log());
+
+    // SIGTERM (as ctrl-c) stops the run, its nodes and its network.
+    next.wait_for_output("fault begins", RUN_BOUND);
+    let status = next.signal(Signal::SIGTERM);
+    let log = next.log();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("chaos: netns: removed"), "{log}");
+    assert_eq!(next.leftover_network(), Vec::<String>::new(), "{log}");
+    assert!(
+        next.leftover_nodes().is_empty(),
+        "nodes left running:\n{log}"
+    );
 }

@@ -390,7 +390,7 @@ fn remove_owned(ip: &Path, doomed: impl Fn(u32) -> bool) -> (Vec<String>, Vec<St
                 .filter_map(|p| p.parse::<u32>().ok())
             {
                 let _ = crate::procs::signal(p, Signal::SIGKILL);
-                removed.push(format!("process {p} in {ns}"));
+                removed.push(format!("killed process {p} in {ns}"));
             }
         }
         match run_ip(ip, &["netns".into(), "del".into(), ns.clone()]) {
@@ -462,7 +462,7 @@ impl Network {
     pub fn setup(ids: &[u64]) -> Result<Network> {
         let ip = ip_binary().ok_or_else(|| UsageError::new("iproute2's `ip` is not installed"))?;
         for r in remove_leftovers(&ip) {
-            eprintln!("chaos: netns: removed leftover {r} (its xtask is gone)");
+            eprintln!("chaos: netns: cleaned up after an earlier run whose xtask is gone: {r}");
         }
         let owner = std::process::id();
         let mut in_use = run_ip(
