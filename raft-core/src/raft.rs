@@ -28,7 +28,7 @@ use crate::ready::{InitialState, ReadState, Ready};
 use crate::rng::Rng;
 use crate::types::{HardState, LogIndex, NodeId, Role, SoftState, Term};
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use tracing::{debug, info, warn};
 
 /// Why a proposal was not accepted.
@@ -832,7 +832,31 @@ impl Raft {
         }
         if m.term > self.term {
             match &m.body {
-                Body::RequestVote { transfer, .. } => {
+                Body::RequestVote {
+                    transfer,
+                    last_log_index,
+                    last_log_term,
+                    ..
+                } => {
+                    // A candidate that is not a voter here and whose log is
+                    // behind ours was removed and missed it (the usual case).
+                    // We would refuse its vote anyway; what we skip is
+                    // adopting its term, which is always safe to skip (as if
+                    // the message were lost). Otherwise a removed node timing
+                    // out again and again would depose leader after leader
+                    // (thesis section 4.2.3); stickiness below does the same
+                    // only with check-quorum on and while a leader is heard.
+                    // A candidate whose log is up to date is heard as usual:
+                    // it may know a configuration that adds it, which this
+                    // node has not seen yet.
+                    if !self.membership.voters.is_empty()
+                        && !self.membership.is_voter(m.from)
+                        && !self.log.is_up_to_date(*last_log_index, *last_log_term)
+                    {
+                        debug!(node = %self.id, from = %m.from, term = self.term, msg_term = m.term,
+                            "ignoring vote request from {}, which is not a voter here and is behind", m.from);
+                        return Ok(());
+                    }
                     // Leader stickiness: while this node hears from a leader,
                     // it ignores candidates (unless the leader itself asked for
                     // the election by a transfer). This is what keeps a node
@@ -876,13 +900,15 @@ impl Raft {
             }
         } else if m.term < self.term {
             match &m.body {
-                Body::AppendEntries { .. } | Body::Heartbeat { .. }
-                    if self.cfg.check_quorum || self.cfg.pre_vote =>
-                {
-                    // A stale leader (e.g. back from a partition whose
-                    // followers we cannot reach) learns the new term from the
-                    // answer and steps down. Without this, pre-vote could
-                    // leave it spinning.
+                Body::AppendEntries { .. } | Body::Heartbeat { .. } => {
+                    // A stale leader learns the new term from the answer and
+                    // steps down (the paper's rule for every request from an
+                    // older term). Without it, a node whose term was raised
+                    // while the leader went on (back from a partition under
+                    // pre-vote or check-quorum, or lagging behind a removal
+                    // and courted by removed nodes) could wait forever: the
+                    // leader keeps sending, the node keeps dropping, and the
+                    // node may never time out itself to tell the leader.
                     self.send(
                         m.from,
                         Body::AppendEntriesResponse {
@@ -1159,7 +1185,7 @@ impl Raft {
         self.leader = Some(self.id);
         let last = self.log.last_index();
         self.progress.clear();
-        for id in self.membership.members() {
+        for id in self.replication_targets() {
             let mut pr = Progress::new(last + 1, self.now);
             if id == self.id {
                 pr.matched = self.log.persisted;
@@ -1868,6 +1894,12 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
+        if self.progress.len() > self.membership.members().len() {
+            // Nodes removed by a configuration that has now committed get
+            // no more entries.
+            let targets = self.replication_targets();
+            self.progress.retain(|id, _| targets.contains(id));
+        }
         if self.pending_conf_index <= self.log.committed {
             if self.membership.is_joint()
                 && self
@@ -1944,6 +1976,25 @@ impl Raft {
         }
     }
 
+    /// The nodes a leader replicates to: the members of its latest
+    /// configuration and, until that configuration commits, those of the
+    /// committed one. A node being removed so learns of its removal from
+    /// the log and stops campaigning; otherwise it would time out as soon
+    /// as the removal is appended and could, with members that lag behind
+    /// it, win an election and cost the entries the leader had not yet
+    /// committed. Only the latest configuration counts toward any quorum.
+    fn replication_targets(&self) -> BTreeSet<NodeId> {
+        let mut targets = self.membership.members();
+        if self
+            .conf_history
+            .last()
+            .is_some_and(|(i, _)| *i > self.log.committed)
+        {
+            targets.extend(self.membership_at(self.log.committed).members());
+        }
+        targets
+    }
+
     fn membership_at(&self, index: LogIndex) -> Membership {
         self.conf_history
             .iter()
@@ -1959,7 +2010,7 @@ impl Raft {
             .map_or_else(|| self.base_membership.clone(), |(_, m)| m.clone());
         if self.role == Role::Leader {
             let last = self.log.last_index();
-            let members = self.membership.members();
+            let members = self.replication_targets();
             self.progress.retain(|id, _| members.contains(id));
             for id in members {
                 self.progress.entry(id).or_insert_with(|| {

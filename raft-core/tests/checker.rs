@@ -419,3 +419,119 @@ fn a_proposal_committed_with_another_payload_is_misreported() {
         .unwrap_err();
     assert_eq!(v, Violation::ProposalMisreported { index: 2, term: 1 });
 }
+
+/// Feeds the checker the durable messages of an election in `term`:
+/// `candidate` asks for votes holding `conf`, and each of `voters` grants.
+fn campaign(
+    c: &mut Checker,
+    term: u64,
+    candidate: u64,
+    conf: &raft_core::Membership,
+    voters: &[u64],
+) -> Result<(), Violation> {
+    let disk = |vote: u64| Disk {
+        hard_state: HardState {
+            term,
+            vote: NodeId(vote),
+            commit: 0,
+        },
+        ..Disk::default()
+    };
+    let me = FakeNode::new(candidate, Role::Candidate, term, &[]).with_membership(conf.clone());
+    for to in conf.members() {
+        if to != NodeId(candidate) {
+            let ask = Message {
+                from: NodeId(candidate),
+                to,
+                term,
+                body: Body::RequestVote {
+                    pre_vote: false,
+                    last_log_index: 0,
+                    last_log_term: 0,
+                    transfer: false,
+                },
+            };
+            c.on_persisted_send(&me, &ask, &disk(candidate))?;
+            c.on_vote_sent(&me, &ask)?;
+        }
+    }
+    for v in voters {
+        let node = FakeNode::new(*v, Role::Follower, term, &[]);
+        let grant = Message {
+            from: NodeId(*v),
+            to: NodeId(candidate),
+            term,
+            body: Body::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        };
+        c.on_persisted_send(&node, &grant, &disk(candidate))?;
+        c.on_vote_sent(&node, &grant)?;
+    }
+    Ok(())
+}
+
+fn conf(voters: &[u64]) -> raft_core::Membership {
+    raft_core::Membership::new(voters.iter().map(|v| NodeId(*v)))
+}
+
+#[test]
+fn a_leader_elected_without_a_quorum_of_votes_is_caught() {
+    // The seed story: a zone of two nodes of five elects a leader.
+    let five = conf(&[1, 2, 3, 4, 5]);
+    let mut c = Checker::new((1..=5).map(NodeId));
+    campaign(&mut c, 2, 1, &five, &[2]).unwrap();
+    let leader = FakeNode::new(1, Role::Leader, 2, &[]).with_membership(five.clone());
+    let v = c.observe(&leader).unwrap_err();
+    assert_eq!(
+        v,
+        Violation::LeaderWithoutQuorum {
+            node: NodeId(1),
+            term: 2,
+            votes: [NodeId(1), NodeId(2)].into_iter().collect(),
+        }
+    );
+    // With a third vote it is a correct election.
+    let mut c = Checker::new((1..=5).map(NodeId));
+    campaign(&mut c, 2, 1, &five, &[2, 3]).unwrap();
+    c.observe(&leader).unwrap();
+    // A leader that never asked for votes is fine only as the sole voter.
+    let mut c = Checker::new([NodeId(1)]);
+    c.observe(&FakeNode::new(1, Role::Leader, 1, &[]).with_membership(conf(&[1])))
+        .unwrap();
+    let v = c
+        .observe(&FakeNode::new(2, Role::Leader, 3, &[]).with_membership(conf(&[1, 2, 3])))
+        .unwrap_err();
+    assert!(matches!(v, Violation::LeaderWithoutQuorum { .. }), "{v}");
+}
+
+#[test]
+fn two_quorums_deciding_one_term_are_caught_across_configurations() {
+    // Node 1 holds {1, 2, 3}; node 4 holds {3, 4, 5} (a change applied
+    // without a joint configuration). Each wins a majority of its own
+    // configuration in term 7, with disjoint voters.
+    let mut c = Checker::new((1..=3).map(NodeId));
+    campaign(&mut c, 7, 1, &conf(&[1, 2, 3]), &[2]).unwrap();
+    let v = campaign(&mut c, 7, 4, &conf(&[3, 4, 5]), &[5]).unwrap_err();
+    assert_eq!(
+        v,
+        Violation::TwoQuorums {
+            term: 7,
+            first: NodeId(1),
+            second: NodeId(4),
+        }
+    );
+    // Through a joint configuration the second needs a majority of
+    // {1, 2, 3} as well, which node 1's voters do not give it.
+    let mut c = Checker::new((1..=3).map(NodeId));
+    campaign(&mut c, 7, 1, &conf(&[1, 2, 3]), &[2]).unwrap();
+    let joint = raft_core::Membership {
+        voters: [3, 4, 5].into_iter().map(NodeId).collect(),
+        outgoing: [1, 2, 3].into_iter().map(NodeId).collect(),
+        learners: Default::default(),
+    };
+    campaign(&mut c, 7, 4, &joint, &[5, 3]).unwrap();
+    // A different term is a different decision.
+    campaign(&mut c, 8, 4, &conf(&[3, 4, 5]), &[5]).unwrap();
+}

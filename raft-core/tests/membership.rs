@@ -7,10 +7,9 @@
 //! every member holds.
 
 use bytes::Bytes;
-use raft_core::sim::{Checker, Cluster, Disk, FakeNode, NodeView, Violation};
+use raft_core::sim::{Checker, Cluster, Disk, FakeNode, Violation};
 use raft_core::{
     ConfChange, ConfChangeStep, Entry, EntryKind, LogIndex, Membership, NodeId, ProposeError, Role,
-    Term,
 };
 use std::collections::BTreeSet;
 
@@ -313,43 +312,6 @@ fn a_new_leader_takes_over_a_pending_joint_configuration_and_leaves_it() {
     assert_eq!(payloads(&c, 4), ["a", "b"]);
 }
 
-/// A [`FakeNode`] that reports a membership, for feeding the durability
-/// check by hand.
-struct WithConf(FakeNode, Membership);
-
-impl NodeView for WithConf {
-    fn id(&self) -> NodeId {
-        self.0.id()
-    }
-    fn role(&self) -> Role {
-        self.0.role()
-    }
-    fn term(&self) -> Term {
-        self.0.term()
-    }
-    fn commit_index(&self) -> LogIndex {
-        self.0.commit_index()
-    }
-    fn snapshot_index(&self) -> LogIndex {
-        self.0.snapshot_index()
-    }
-    fn last_index(&self) -> LogIndex {
-        self.0.last_index()
-    }
-    fn term_at(&self, index: LogIndex) -> Option<Term> {
-        self.0.term_at(index)
-    }
-    fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        self.0.entry(index)
-    }
-    fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.0.entries()
-    }
-    fn membership(&self) -> Option<&Membership> {
-        Some(&self.1)
-    }
-}
-
 fn disk_of(n: u64) -> Disk {
     Disk {
         entries: (1..=n)
@@ -364,13 +326,16 @@ fn disk_of(n: u64) -> Disk {
     }
 }
 
-/// Commits entry 2 at a leader holding `conf`, then checks durability with
-/// entry 2 on the disks of `holders` only.
+/// A node holding `conf` counts entry 2 committed, then durability is
+/// checked with entry 2 on the disks of `holders` only. (The node is a
+/// follower: a hand-made leader would also need a hand-made election.)
 fn durable_with(conf: Membership, holders: &[u64]) -> Result<(), Violation> {
     let mut c = Checker::new([NodeId(1), NodeId(2), NodeId(3)]);
-    let leader = FakeNode::new(1, Role::Leader, 1, &[1, 1]).committed(2);
-    c.observe(&WithConf(leader, conf))
-        .expect("a leader committing what it holds is a correct trace");
+    let node = FakeNode::new(1, Role::Follower, 1, &[1, 1])
+        .committed(2)
+        .with_membership(conf);
+    c.observe(&node)
+        .expect("a node committing what it holds is a correct trace");
     let (full, short) = (disk_of(2), disk_of(1));
     c.check_durable(|id| {
         Some(if holders.contains(&id.0) {

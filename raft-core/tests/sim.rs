@@ -152,9 +152,11 @@ fn a_driver_that_acknowledges_before_persisting_is_caught() {
 
 /// The seed story again, caused by a driver this time: node 3 grants its
 /// vote to node 1 without making it durable, crashes, restarts having
-/// forgotten it, and grants it again, in the same term, to node 2. Two
-/// leaders of one term, which election safety reports. With a correct driver the same
-/// schedule elects nobody the second time.
+/// forgotten it, and grants it again, in the same term, to node 2: two
+/// candidates hold a quorum of votes in one term, which the checker
+/// reports as the second grant leaves (before node 2 acts as a second
+/// leader). With a correct driver the same schedule elects nobody the
+/// second time.
 #[test]
 fn a_driver_that_forgets_votes_elects_two_leaders_and_is_caught() {
     fn schedule(bug: DriverBug) -> Cluster {
@@ -186,7 +188,7 @@ fn a_driver_that_forgets_votes_elects_two_leaders_and_is_caught() {
     let term = buggy.node(1).term();
     assert_eq!(
         buggy.violation(),
-        Some(&Violation::ElectionSafety {
+        Some(&Violation::TwoQuorums {
             term,
             first: NodeId(1),
             second: NodeId(2)

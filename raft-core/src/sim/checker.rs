@@ -95,6 +95,8 @@ pub struct FakeNode {
     pub snapshot_term: Term,
     /// Entries `snapshot_index + 1 ..`.
     pub entries: Vec<Entry>,
+    /// The configuration it reports, if any (see [`NodeView::membership`]).
+    pub membership: Option<Membership>,
 }
 
 impl FakeNode {
@@ -122,7 +124,14 @@ impl FakeNode {
             snapshot_index: 0,
             snapshot_term: 0,
             entries,
+            membership: None,
         }
+    }
+
+    /// The same node reporting the configuration `m`.
+    pub fn with_membership(mut self, m: Membership) -> FakeNode {
+        self.membership = Some(m);
+        self
     }
 
     /// The same node with commit index `commit`.
@@ -166,6 +175,9 @@ impl NodeView for FakeNode {
     fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
     }
+    fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
+    }
 }
 
 /// A broken invariant: what, where, and the evidence.
@@ -181,6 +193,29 @@ pub enum Violation {
         first: NodeId,
         /// The second one.
         second: NodeId,
+    },
+    /// Two candidates of one term each gathered a quorum of votes, each
+    /// under the configuration it campaigned in. Votes are one per node
+    /// and term, so this means two disjoint quorums decided the term
+    /// (possible across configurations changed without a joint one), or a
+    /// node voted twice.
+    TwoQuorums {
+        /// The term.
+        term: Term,
+        /// The candidate whose quorum was complete first.
+        first: NodeId,
+        /// The other one.
+        second: NodeId,
+    },
+    /// A node became leader without a quorum of votes (its own included)
+    /// under the configuration it campaigned in.
+    LeaderWithoutQuorum {
+        /// The node.
+        node: NodeId,
+        /// The term.
+        term: Term,
+        /// The voters whose grants it could have counted.
+        votes: BTreeSet<NodeId>,
     },
     /// A leader removed or overwrote an entry of its own log while leader
     /// of one term (leader append-only).
@@ -292,6 +327,18 @@ impl fmt::Display for Violation {
                 f,
                 "election safety: nodes {first} and {second} were both leader of term {term}"
             ),
+            Violation::TwoQuorums {
+                term,
+                first,
+                second,
+            } => write!(
+                f,
+                "quorum intersection: candidates {first} and {second} both gathered a quorum of votes in term {term}"
+            ),
+            Violation::LeaderWithoutQuorum { node, term, votes } => write!(
+                f,
+                "election without quorum: node {node} became leader of term {term} with votes only from {votes:?}"
+            ),
             Violation::LeaderAppendOnly { node, term, index } => write!(
                 f,
                 "leader append-only: leader {node} of term {term} changed or lost its entry {index}"
@@ -377,6 +424,23 @@ struct Committed {
     conf: Arc<Membership>,
 }
 
+/// One candidate's campaign in one term: the configuration it asked for
+/// votes under and every voter whose grant left for it (its own vote
+/// included).
+#[derive(Debug, Clone)]
+struct Campaign {
+    conf: Option<Arc<Membership>>,
+    votes: BTreeSet<NodeId>,
+}
+
+impl Campaign {
+    fn has_quorum(&self) -> bool {
+        self.conf
+            .as_ref()
+            .is_some_and(|c| c.is_quorum(|n| self.votes.contains(&n)))
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Track {
     /// The in-memory log as last observed: entries `cache_off + 1 ..`.
@@ -407,6 +471,9 @@ pub struct Checker {
     /// commits recorded under it.
     last_conf: Option<Arc<Membership>>,
     leaders: BTreeMap<Term, NodeId>,
+    /// Per term, every candidate's campaign, from the durable messages
+    /// that left (requests for votes and grants).
+    campaigns: BTreeMap<Term, BTreeMap<NodeId, Campaign>>,
     seen: BTreeMap<(LogIndex, Term), Seen>,
     committed: BTreeMap<LogIndex, Committed>,
     /// The applied history every node must follow: `canon[i - 1]` is the
@@ -493,6 +560,7 @@ impl Checker {
 
         // Election safety, over the whole run.
         if role == Role::Leader {
+            let fresh = !self.leaders.contains_key(&term);
             let first = *self.leaders.entry(term).or_insert(id);
             if first != id {
                 return Err(Violation::ElectionSafety {
@@ -500,6 +568,9 @@ impl Checker {
                     first,
                     second: id,
                 });
+            }
+            if fresh {
+                self.check_leader_quorum(v, id, term)?;
             }
         }
         let same_leadership = role == Role::Leader && t.leader_term == Some(term);
@@ -874,6 +945,88 @@ impl Checker {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Records an election message as it leaves `node` (requests for votes
+    /// and grants; others are ignored), whether or not the driver made it
+    /// durable first, and checks that no two candidates of its term hold a
+    /// quorum of grants.
+    pub fn on_vote_sent(&mut self, node: &impl NodeView, m: &Message) -> Result<(), Violation> {
+        match &m.body {
+            Body::RequestVote {
+                pre_vote: false, ..
+            } => {
+                let conf = node
+                    .membership()
+                    .map(|c| Arc::new(c.clone()))
+                    .unwrap_or_else(|| Arc::clone(&self.initial));
+                let c = self.campaign(m.term, node.id());
+                c.conf.get_or_insert(conf);
+                c.votes.insert(node.id());
+            }
+            Body::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            } => {
+                self.campaign(m.term, m.to).votes.insert(node.id());
+            }
+            _ => return Ok(()),
+        }
+        self.check_quorums(m.term)
+    }
+
+    fn campaign(&mut self, term: Term, candidate: NodeId) -> &mut Campaign {
+        self.campaigns
+            .entry(term)
+            .or_default()
+            .entry(candidate)
+            .or_insert_with(|| Campaign {
+                conf: None,
+                votes: BTreeSet::new(),
+            })
+    }
+
+    /// No two candidates of `term` both hold a quorum of grants.
+    fn check_quorums(&self, term: Term) -> Result<(), Violation> {
+        let Some(cs) = self.campaigns.get(&term) else {
+            return Ok(());
+        };
+        let mut won = cs.iter().filter(|(_, c)| c.has_quorum()).map(|(id, _)| *id);
+        match (won.next(), won.next()) {
+            (Some(first), Some(second)) => Err(Violation::TwoQuorums {
+                term,
+                first,
+                second,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A node seen as leader of `term` for the first time must have had a
+    /// quorum of grants, unless it is the only voter it knows. Views that
+    /// do not report their configuration are not checked.
+    fn check_leader_quorum(
+        &self,
+        v: &impl NodeView,
+        id: NodeId,
+        term: Term,
+    ) -> Result<(), Violation> {
+        let Some(m) = v.membership() else {
+            return Ok(());
+        };
+        let campaign = self.campaigns.get(&term).and_then(|cs| cs.get(&id));
+        if campaign.is_some_and(Campaign::has_quorum) {
+            return Ok(());
+        }
+        let alone = m.is_quorum(|n| n == id);
+        if campaign.is_none() && alone {
+            return Ok(());
+        }
+        Err(Violation::LeaderWithoutQuorum {
+            node: id,
+            term,
+            votes: campaign.map(|c| c.votes.clone()).unwrap_or_default(),
+        })
     }
 
     /// A node restarted from `disk`: its durable promises must have

@@ -228,6 +228,17 @@ pub enum EventKind {
     Compacted(LogIndex),
     /// The network changed shape.
     Network(&'static str),
+    /// The node's configuration changed (appended, truncated, or from a
+    /// snapshot). Bit `i` of each mask is node `i`; ids from 128 on are
+    /// not shown.
+    Config {
+        /// Voters (the incoming half of a joint configuration).
+        voters: u128,
+        /// The outgoing half of a joint configuration.
+        outgoing: u128,
+        /// Learners.
+        learners: u128,
+    },
     /// A read index was asked for (ctx) or served.
     Read {
         /// The read's tag.
@@ -290,6 +301,26 @@ impl fmt::Display for Event {
             EventKind::Read { ctx, index } => {
                 write!(f, "node {} read {ctx} at index {index}", self.node)
             }
+            EventKind::Config {
+                voters,
+                outgoing,
+                learners,
+            } => {
+                let ids = |m: u128| -> Vec<u32> { (0..128).filter(|i| m >> i & 1 == 1).collect() };
+                write!(
+                    f,
+                    "node {} configuration: voters {:?}",
+                    self.node,
+                    ids(*voters)
+                )?;
+                if *outgoing != 0 {
+                    write!(f, " joint with {:?}", ids(*outgoing))?;
+                }
+                if *learners != 0 {
+                    write!(f, ", learners {:?}", ids(*learners))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -332,6 +363,17 @@ struct SimNode {
     io: Option<(u64, Ready)>,
     crash_at: Option<CrashPoint>,
     lives: u64,
+    /// The configuration last recorded in the event log, as masks.
+    conf: (u128, u128, u128),
+}
+
+fn conf_masks(m: &crate::membership::Membership) -> (u128, u128, u128) {
+    let mask = |s: &std::collections::BTreeSet<NodeId>| {
+        s.iter()
+            .filter(|id| id.0 < 128)
+            .fold(0u128, |acc, id| acc | 1 << id.0)
+    };
+    (mask(&m.voters), mask(&m.outgoing), mask(&m.learners))
 }
 
 /// Builds a [`Cluster`].
@@ -486,6 +528,7 @@ impl ClusterBuilder {
                     io: None,
                     crash_at: None,
                     lives: 0,
+                    conf: (0, 0, 0),
                 },
             );
         }
@@ -931,6 +974,7 @@ impl Cluster {
                 io: None,
                 crash_at: None,
                 lives: 0,
+                conf: (0, 0, 0),
             },
         );
         self.ids.push(nid);
@@ -1361,8 +1405,21 @@ impl Cluster {
             if n.io.is_some() || !r.has_ready() {
                 return;
             }
+            let conf = conf_masks(r.membership());
+            let conf_changed = conf != n.conf;
+            n.conf = conf;
             let mut rd = r.ready();
             self.stats.readies += 1;
+            if conf_changed {
+                self.record(
+                    id,
+                    EventKind::Config {
+                        voters: conf.0,
+                        outgoing: conf.1,
+                        learners: conf.2,
+                    },
+                );
+            }
             if let Some(ss) = rd.soft_state {
                 self.record(
                     id,
@@ -1385,6 +1442,9 @@ impl Cluster {
                 // The bug: promises leave with everything else, before the
                 // write.
                 for m in std::mem::take(&mut rd.persisted_messages) {
+                    let raft = self.nodes[&id].raft.as_ref().expect("running");
+                    let r = self.checker.on_vote_sent(raft, &m);
+                    self.fail_on(r);
                     self.net_send(m);
                 }
             }
@@ -1454,13 +1514,13 @@ impl Cluster {
                 self.contract(id, format!("sent a message as node {}", m.from));
                 return false;
             }
-            if self.bug == DriverBug::None {
-                let n = &self.nodes[&id];
-                let r =
-                    self.checker
-                        .on_persisted_send(n.raft.as_ref().expect("running"), &m, &n.disk);
-                self.fail_on(r);
+            let n = &self.nodes[&id];
+            let raft = n.raft.as_ref().expect("running");
+            let mut r = self.checker.on_vote_sent(raft, &m);
+            if r.is_ok() && self.bug == DriverBug::None {
+                r = self.checker.on_persisted_send(raft, &m, &n.disk);
             }
+            self.fail_on(r);
             self.net_send(m);
         }
         if self.failure.is_some() || self.crash_if(id, CrashPoint::AfterPersistedSend) {
@@ -1673,6 +1733,14 @@ fn event_word(e: &Event) -> u64 {
         EventKind::Compacted(i) => mix(*i, 10),
         EventKind::Network(w) => (w.len() as u64) ^ (11 << 8),
         EventKind::Read { ctx, index } => mix(*ctx, index ^ 12),
+        EventKind::Config {
+            voters,
+            outgoing,
+            learners,
+        } => mix(
+            (*voters as u64) ^ ((*outgoing as u64) << 21),
+            (*learners as u64) ^ 13,
+        ),
     };
     mix(e.tick ^ (e.node.0 << 48), k)
 }

@@ -49,5 +49,6 @@ pub use cluster::{
 };
 pub use disk::{digest_step, App, Disk, WriteOutcome};
 pub use swarm::{
-    replay_command, run_seed, Faults, Setup, SimFailure, SimOptions, SimReport, ROUND_TRIP_TICKS,
+    replay_command, run_seed, ConfPlan, Faults, Setup, SimFailure, SimOptions, SimReport,
+    ROUND_TRIP_TICKS,
 };

@@ -11,9 +11,11 @@ use super::checker::Violation;
 use super::cluster::{
     mix, Cluster, ClusterBuilder, CrashPoint, DriverBug, IoFaults, NetFaults, Stats,
 };
+use crate::membership::Membership;
+use crate::message::{ConfChange, ConfChangeStep};
 use crate::raft::ProposeError;
 use crate::rng::Rng;
-use crate::types::{LogIndex, Role, Term};
+use crate::types::{LogIndex, NodeId, Role, Term};
 use bytes::Bytes;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -57,6 +59,29 @@ pub struct Faults {
     /// Drivers report messages lost to cuts and crashed peers to their
     /// core ([`crate::Raft::report_unreachable`]).
     pub report_unreachable: bool,
+    /// Per tick: probability that the leader is asked for the next
+    /// membership change of [`Faults::conf_plan`]. Nodes that join get
+    /// fresh ids; removed nodes keep running (and, if they missed their
+    /// removal, keep campaigning).
+    pub membership: f64,
+    /// Which membership changes the run makes.
+    pub conf_plan: ConfPlan,
+}
+
+/// The membership changes of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfPlan {
+    /// Random ones: add a voter or a learner, promote a learner, remove a
+    /// voter or a learner, or replace a voter through a joint
+    /// configuration; always at least 3 voters and at most 7 members.
+    #[default]
+    Random,
+    /// Replace the original voters one by one, each through a joint
+    /// configuration, until none is left; then random changes.
+    ReplaceAll,
+    /// Grow by two voters at once and shrink by two at once, through joint
+    /// configurations (3 -> 5 -> 3 on three nodes), again and again.
+    GrowShrink,
 }
 
 fn pick<T: Copy>(rng: &mut Rng, xs: &[T]) -> T {
@@ -98,6 +123,12 @@ impl Faults {
             compact: pick(rng, &[0.0, 0.05, 0.3]),
             clock_skip: pick(rng, &[0.0, 0.0, 0.05]),
             report_unreachable: rng.chance(0.5),
+            // Drawn by the swarm from its own generator (see
+            // `Swarm::new`), so that adding it left every other draw of a
+            // seed, and so the runs of seeds without membership changes,
+            // as they were.
+            membership: 0.0,
+            conf_plan: ConfPlan::Random,
         }
     }
 }
@@ -195,6 +226,8 @@ pub struct SimReport {
     pub max_term: Term,
     /// Entries committed.
     pub committed: usize,
+    /// The voters of the final leader's configuration.
+    pub final_voters: Vec<u64>,
     /// With [`SimOptions::trace`]: every event of the run, oldest first.
     pub trace: Vec<String>,
     /// Counters.
@@ -252,6 +285,10 @@ impl std::error::Error for SimFailure {}
 /// each side, and the tick in which the leader gets to send.
 pub const ROUND_TRIP_TICKS: u64 = 6;
 
+/// Election timeouts a converged cluster must then hold its leader and
+/// term for (see `Swarm::hold_steady`).
+const STEADY_TIMEOUTS: u64 = 5;
+
 /// The command that replays `seed` with the default options, printing every
 /// event.
 pub fn replay_command(seed: u64) -> String {
@@ -284,6 +321,11 @@ struct Swarm {
     c: Cluster,
     payloads: u64,
     phase: &'static str,
+    /// The generator of membership changes, apart from `rng` so that runs
+    /// without them draw exactly as before they existed.
+    conf_rng: Rng,
+    /// The id the next joining node gets.
+    next_id: u64,
 }
 
 impl Swarm {
@@ -305,7 +347,16 @@ impl Swarm {
             snapshot_chunk_bytes: pick(&mut rng, &[256, 4096, 1 << 20]),
             lease_read: false,
         };
-        let faults = opts.faults.unwrap_or_else(|| Faults::random(&mut rng));
+        let mut conf_rng = Rng::new(mix(seed, 0xC0F));
+        let faults = opts.faults.unwrap_or_else(|| {
+            let mut f = Faults::random(&mut rng);
+            f.membership = pick(&mut conf_rng, &[0.0, 0.0, 0.05, 0.1]);
+            f.conf_plan = pick(
+                &mut conf_rng,
+                &[ConfPlan::Random, ConfPlan::ReplaceAll, ConfPlan::GrowShrink],
+            );
+            f
+        });
         let mut setup = setup;
         setup.lease_read = setup.check_quorum && faults.clock_skip == 0.0 && rng.chance(0.3);
         let mut b = ClusterBuilder::new(nodes)
@@ -341,6 +392,8 @@ impl Swarm {
             c: b.build(),
             payloads: 0,
             phase: "faults",
+            conf_rng,
+            next_id: nodes as u64 + 1,
         }
     }
 
@@ -381,9 +434,11 @@ impl Swarm {
         }
         self.phase = "heal";
         let healed_at = self.c.now();
-        let (leader_after, converged_after, heal_bound) = self.heal_and_converge()?;
+        let (leader, leader_after, converged_after, heal_bound) = self.heal_and_converge()?;
         self.c.check_all_durable();
         self.check()?;
+        self.phase = "steady";
+        self.hold_steady(leader)?;
         let max_term = self
             .c
             .ids()
@@ -408,6 +463,11 @@ impl Swarm {
             elections: self.c.checker().leaders().len(),
             max_term,
             committed: self.c.checker().committed_count(),
+            final_voters: self
+                .c
+                .try_node(leader)
+                .map(|r| r.membership().all_voters().iter().map(|v| v.0).collect())
+                .unwrap_or_default(),
             stats: self.c.stats(),
             fingerprint: self.c.fingerprint(),
         })
@@ -458,6 +518,105 @@ impl Swarm {
         if self.rng.chance(f.campaign) {
             let id = self.random_node();
             self.c.campaign(id);
+        }
+        if f.membership > 0.0 && self.conf_rng.chance(f.membership) {
+            self.change_membership();
+        }
+    }
+
+    /// Asks the leader for the next membership change of the run's plan.
+    /// Refusals (a change in flight, not leader any more) are part of the
+    /// API; a node that was to join is then kept for the next attempt.
+    fn change_membership(&mut self) {
+        let Some(l) = self.c.leader() else { return };
+        let Some(m) = self.c.try_node(l.0).map(|r| r.membership().clone()) else {
+            return;
+        };
+        if m.is_joint() {
+            return;
+        }
+        let voters: Vec<NodeId> = m.voters.iter().copied().collect();
+        let fresh = [NodeId(self.next_id), NodeId(self.next_id + 1)];
+        let original = |v: &NodeId| v.0 <= self.setup.nodes as u64;
+        let steps = match self.faults.conf_plan {
+            ConfPlan::ReplaceAll if voters.iter().any(original) => {
+                let old: Vec<NodeId> = voters.iter().copied().filter(original).collect();
+                let gone = pick(&mut self.conf_rng, &old);
+                vec![
+                    ConfChangeStep::Remove(gone),
+                    ConfChangeStep::AddVoter(fresh[0]),
+                ]
+            }
+            ConfPlan::GrowShrink if voters.len() + 2 <= 7 && voters.len() <= self.setup.nodes => {
+                vec![
+                    ConfChangeStep::AddVoter(fresh[0]),
+                    ConfChangeStep::AddVoter(fresh[1]),
+                ]
+            }
+            ConfPlan::GrowShrink if voters.len() > self.setup.nodes => {
+                let mut vs = voters.clone();
+                let a = vs.remove(self.conf_rng.range(0, vs.len() as u64) as usize);
+                let b = pick(&mut self.conf_rng, &vs);
+                vec![ConfChangeStep::Remove(a), ConfChangeStep::Remove(b)]
+            }
+            _ => match self.random_change(&m, fresh[0]) {
+                Some(steps) => steps,
+                None => return,
+            },
+        };
+        for f in fresh {
+            let joins = steps.contains(&ConfChangeStep::AddVoter(f))
+                || steps.contains(&ConfChangeStep::AddLearner(f));
+            if joins {
+                self.c.add_node(f.0);
+            }
+        }
+        let joining = fresh
+            .iter()
+            .filter(|f| {
+                steps.contains(&ConfChangeStep::AddVoter(**f))
+                    || steps.contains(&ConfChangeStep::AddLearner(**f))
+            })
+            .count() as u64;
+        let cc = ConfChange {
+            steps,
+            context: Bytes::new(),
+        };
+        if self.c.propose_conf_change(l.0, cc).is_ok() {
+            self.next_id += joining;
+        }
+    }
+
+    /// A random change keeping at least 3 voters and at most 7 members.
+    fn random_change(&mut self, m: &Membership, fresh: NodeId) -> Option<Vec<ConfChangeStep>> {
+        let voters: Vec<NodeId> = m.voters.iter().copied().collect();
+        let learners: Vec<NodeId> = m.learners.iter().copied().collect();
+        let members = m.members().len();
+        let r = &mut self.conf_rng;
+        Some(match r.range(0, 6) {
+            0 if members < 7 => vec![ConfChangeStep::AddLearner(fresh)],
+            1 if members < 7 => vec![ConfChangeStep::AddVoter(fresh)],
+            2 if !learners.is_empty() => vec![ConfChangeStep::AddVoter(pick(r, &learners))],
+            3 if voters.len() > 3 => vec![ConfChangeStep::Remove(pick(r, &voters))],
+            4 if !learners.is_empty() => vec![ConfChangeStep::Remove(pick(r, &learners))],
+            // Replace a voter by a fresh one: two voters change, so through
+            // a joint configuration.
+            5 => vec![
+                ConfChangeStep::Remove(pick(r, &voters)),
+                ConfChangeStep::AddVoter(fresh),
+            ],
+            _ => return None,
+        })
+    }
+
+    /// The members of the configuration node `leader` holds (every node
+    /// while membership never changes).
+    fn members_of(&self, leader: u64) -> Vec<u64> {
+        match self.c.try_node(leader) {
+            Some(r) if self.faults.membership > 0.0 => {
+                r.membership().members().iter().map(|i| i.0).collect()
+            }
+            _ => self.ids(),
         }
     }
 
@@ -557,9 +716,9 @@ impl Swarm {
     fn stable_leader(&self) -> Option<u64> {
         let l = self.c.leader()?;
         let term = self.c.try_node(l.0)?.term();
-        let all = self.c.ids().iter().all(|id| {
+        let all = self.members_of(l.0).iter().all(|id| {
             self.c
-                .try_node(id.0)
+                .try_node(*id)
                 .is_some_and(|r| r.term() == term && r.leader() == Some(l))
         });
         all.then_some(l.0)
@@ -584,8 +743,9 @@ impl Swarm {
         self.opts.heal_ticks + (backlog.div_ceil(per_round_trip.max(1)) + chunks) * ROUND_TRIP_TICKS
     }
 
-    /// Returns the ticks until a leader, until convergence, and the bound.
-    fn heal_and_converge(&mut self) -> Result<(u64, u64, u64), Box<SimFailure>> {
+    /// Returns the leader, the ticks until it led, until convergence, and
+    /// the bound.
+    fn heal_and_converge(&mut self) -> Result<(u64, u64, u64, u64), Box<SimFailure>> {
         let f = self.faults;
         self.c.heal();
         self.c.set_net_faults(NetFaults {
@@ -670,7 +830,7 @@ impl Swarm {
                 .iter()
                 .all(|(_, i, _)| checker.committed_entry(*i).is_some());
             if all_committed && self.converged(l) {
-                return Ok((leader_at, self.c.now() - start, bound));
+                return Ok((l, leader_at, self.c.now() - start, bound));
             }
         }
         let mut detail = format!(
@@ -694,6 +854,42 @@ impl Swarm {
         Err(self.failure(Violation::Liveness { detail }))
     }
 
+    /// After convergence, with every node running (removed ones
+    /// included, still timing out and campaigning if they missed their
+    /// removal) and a quiet network, the leader keeps its office and its
+    /// term for several election timeouts: nothing, removed nodes
+    /// least of all, disrupts a healthy cluster.
+    fn hold_steady(&mut self, leader: u64) -> Result<(), Box<SimFailure>> {
+        let Some(term) = self.c.try_node(leader).map(|r| r.term()) else {
+            return Ok(());
+        };
+        for _ in 0..STEADY_TIMEOUTS * u64::from(self.setup.election_ticks) {
+            self.c.run_tick(0.0);
+            self.check()?;
+            let members = self.members_of(leader);
+            for id in &members {
+                let Some(r) = self.c.try_node(*id) else {
+                    continue;
+                };
+                if r.term() != term || (*id == leader && r.role() != Role::Leader) {
+                    let removed: Vec<u64> = self
+                        .ids()
+                        .into_iter()
+                        .filter(|i| !members.contains(i))
+                        .collect();
+                    return Err(self.failure(Violation::Liveness {
+                        detail: format!(
+                            "a converged cluster was disrupted: node {id} is {} at term {} (leader {leader} held term {term}); nodes outside the configuration: {removed:?}",
+                            r.role(),
+                            r.term()
+                        ),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn converged(&self, leader: u64) -> bool {
         let Some(l) = self.c.try_node(leader) else {
             return false;
@@ -702,9 +898,9 @@ impl Swarm {
             return false;
         }
         let (commit, last) = (l.commit_index(), l.last_index());
-        self.c.ids().iter().all(|id| {
-            !self.c.write_pending(id.0)
-                && self.c.try_node(id.0).is_some_and(|r| {
+        self.members_of(leader).iter().all(|id| {
+            !self.c.write_pending(*id)
+                && self.c.try_node(*id).is_some_and(|r| {
                     r.last_index() == last
                         && r.commit_index() == commit
                         && r.applied_index() == commit
