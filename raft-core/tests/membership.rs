@@ -374,3 +374,72 @@ fn durability_counts_against_the_committing_configuration() {
     assert!(durable_with(with_learners.clone(), &[1, 4, 5]).is_err());
     assert!(durable_with(with_learners, &[1, 2]).is_ok());
 }
+
+/// Without pre-vote and check-quorum (so no leader stickiness), a removed
+/// node that missed its removal times out again and again with ever higher
+/// terms. The members ignore its requests (it is no voter of theirs, and
+/// its log is behind), so the leader keeps its office and its term.
+#[test]
+fn a_removed_node_cannot_depose_the_leader_even_without_check_quorum() {
+    let mut c = Cluster::builder(3)
+        .configure(|cfg| {
+            cfg.pre_vote = false;
+            cfg.check_quorum = false;
+        })
+        .build();
+    c.elect(1);
+    propose_ok(&mut c, 1, "a");
+    c.stabilize();
+    for x in [1, 2] {
+        c.cut_one_way(x, 3);
+    }
+    c.remove_node(1, 3).unwrap();
+    let l = settle(&mut c);
+    assert_eq!(l, 1);
+    assert!(c.node(3).membership().is_voter(NodeId(3)));
+    c.heal();
+    let term = c.node(1).term();
+    let leaders = c.checker().leaders().len();
+    for _ in 0..30 * 10 {
+        c.tick_and_settle(1);
+        assert_eq!(c.node(1).role(), Role::Leader);
+        assert_eq!(c.node(1).term(), term);
+        assert_eq!(c.node(2).term(), term);
+    }
+    assert!(
+        c.node(3).term() > term + 5,
+        "node 3 kept campaigning (term {})",
+        c.node(3).term()
+    );
+    assert_eq!(c.checker().leaders().len(), leaders, "a leader changed");
+    propose_ok(&mut c, 1, "b");
+    settle(&mut c);
+    assert_final(&c, &[1, 2], &[]);
+}
+
+/// The leader keeps replicating to a node it removes until the removal
+/// commits, so the node receives the entry that removes it, stops being a
+/// voter in its own eyes, and never campaigns.
+#[test]
+fn a_removed_node_learns_its_removal_and_stays_quiet() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    propose_ok(&mut c, 1, "a");
+    c.stabilize();
+    let (_, at) = c.remove_node(1, 3).unwrap();
+    settle(&mut c);
+    let r = c.node(3);
+    assert!(
+        r.last_index() >= at,
+        "node 3 never got its removal (entry {at})"
+    );
+    assert!(!r.membership().is_voter(NodeId(3)));
+    assert_eq!(r.membership().voters, ids(&[1, 2]));
+    let term = r.term();
+    for _ in 0..30 * 10 {
+        c.tick_and_settle(1);
+    }
+    assert_eq!(c.node(3).term(), term, "the removed node campaigned");
+    assert_ne!(c.node(3).role(), Role::Candidate);
+    assert_final(&c, &[1, 2], &[]);
+}

@@ -368,3 +368,47 @@ fn a_forced_campaign_does_not_break_the_read_lease() {
     c.stabilize();
     assert_eq!(c.violation(), None);
 }
+
+/// A node whose term moved past the leader's (here by campaigning while cut
+/// off, without pre-vote) answers the leader's next heartbeat with its
+/// term, and the leader steps down at once. It used to drop the heartbeat
+/// silently unless pre-vote or check-quorum was on; a node kept busy
+/// granting votes to others then never timed out to tell the leader, and
+/// stayed behind for good (found by the swarm with membership changes).
+#[test]
+fn a_stale_heartbeat_is_answered_with_the_newer_term() {
+    let mut c = Cluster::builder(3)
+        .configure(|cfg| {
+            cfg.pre_vote = false;
+            cfg.check_quorum = false;
+        })
+        .build();
+    c.elect(1);
+    c.isolate(3);
+    c.campaign(3);
+    c.stabilize();
+    c.campaign(3);
+    c.stabilize();
+    let t3 = c.node(3).term();
+    assert!(t3 > c.node(1).term());
+    c.heal();
+    c.take_in_flight();
+    // Node 1 ticks until it sends a heartbeat round.
+    let mut sent = false;
+    for _ in 0..10 {
+        c.tick(1);
+        if c.in_flight().next().is_some() {
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent, "the leader sent no heartbeat");
+    // Deliver the heartbeats, then the answers.
+    c.stabilize();
+    assert_ne!(
+        c.node(1).role(),
+        Role::Leader,
+        "the leader did not learn the newer term"
+    );
+    assert_eq!(c.node(1).term(), t3);
+}

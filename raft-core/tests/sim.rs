@@ -206,3 +206,66 @@ fn a_failure_names_the_command_that_replays_it() {
         "RAFT_SIM_SEED=1234 cargo test -p raft-core --test sim -- --nocapture"
     );
 }
+
+/// The swarm's membership plans run their course under faults: every
+/// original voter replaced within one run, and 3 -> 5 -> 3 (twice and more)
+/// through joint configurations, with every invariant checked after every
+/// step and the cluster converging afterwards.
+#[test]
+fn membership_plans_run_their_course_under_faults() {
+    use raft_core::sim::{ConfPlan, Faults, NetFaults};
+    let faults = |plan| Faults {
+        net: NetFaults {
+            drop: 0.02,
+            duplicate: 0.01,
+            max_delay: 2,
+            reorder: true,
+        },
+        crash: 0.005,
+        restart: 0.2,
+        compact: 0.05,
+        read: 0.05,
+        membership: 0.2,
+        conf_plan: plan,
+        ..Faults::none()
+    };
+    for (nodes, seed) in [(3, 1), (5, 2), (7, 3)] {
+        let opts = SimOptions {
+            nodes: Some(nodes),
+            faults: Some(faults(ConfPlan::ReplaceAll)),
+            ..SimOptions::default()
+        };
+        let r = run_seed(seed, &opts).unwrap_or_else(|f| panic!("{f}"));
+        let originals: Vec<u64> = r
+            .final_voters
+            .iter()
+            .copied()
+            .filter(|v| *v <= nodes as u64)
+            .collect();
+        assert!(
+            originals.is_empty(),
+            "{nodes} nodes, seed {seed}: original voters {originals:?} remain in {:?} after {} changes",
+            r.final_voters,
+            r.stats.conf_changes
+        );
+    }
+    for seed in [4, 5] {
+        let opts = SimOptions {
+            nodes: Some(3),
+            faults: Some(faults(ConfPlan::GrowShrink)),
+            ..SimOptions::default()
+        };
+        let r = run_seed(seed, &opts).unwrap_or_else(|f| panic!("{f}"));
+        // Grow, shrink, grow, shrink at least: each one accepted change.
+        assert!(
+            r.stats.conf_changes >= 4,
+            "seed {seed}: only {} changes",
+            r.stats.conf_changes
+        );
+        assert!(
+            [3, 5].contains(&r.final_voters.len()),
+            "seed {seed}: {:?}",
+            r.final_voters
+        );
+    }
+}
