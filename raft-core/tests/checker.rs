@@ -268,6 +268,40 @@ fn state_machine_safety_catches_a_snapshot_with_another_history() {
 }
 
 #[test]
+fn a_snapshot_install_may_not_move_applied_back() {
+    let mut c = Checker::new(voters());
+    let digest_at = |c: &mut Checker, node: u64, upto: u64| {
+        for i in 1..=upto {
+            c.on_apply(NodeId(node), &entry(i, 1, &format!("{i}")))
+                .unwrap();
+        }
+    };
+    digest_at(&mut c, 1, 3);
+    // Node 2 applies 1..=3 itself, then is handed a snapshot at 2 that
+    // matches the history: still a step back.
+    digest_at(&mut c, 2, 3);
+    let d2 = raft_core::sim::digest_step(
+        raft_core::sim::digest_step(0, &entry(1, 1, "1")),
+        &entry(2, 1, "2"),
+    );
+    let v = c.on_restore(NodeId(2), 2, d2).unwrap_err();
+    assert!(
+        matches!(
+            v,
+            Violation::Regressed {
+                node: NodeId(2),
+                ..
+            }
+        ),
+        "{v}"
+    );
+    // The same snapshot for node 3, which applied nothing yet, is fine, and
+    // it applies on from 3 without a gap.
+    c.on_restore(NodeId(3), 2, d2).unwrap();
+    c.on_apply(NodeId(3), &entry(3, 1, "3")).unwrap();
+}
+
+#[test]
 fn durability_catches_a_committed_entry_on_a_minority_of_disks() {
     let mut c = Checker::new(voters());
     c.observe(&FakeNode::new(1, Role::Leader, 1, &[1, 1]).committed(2))

@@ -1113,6 +1113,17 @@ impl Checker {
             });
         }
         let t = self.tracks.entry(node).or_default();
+        if index < t.applied {
+            // A restart starts a new life at applied 0 before restoring, so
+            // this is a snapshot installed from a leader within one life.
+            return Err(Violation::Regressed {
+                node,
+                detail: format!(
+                    "a snapshot install moved applied from {} back to {index}",
+                    t.applied
+                ),
+            });
+        }
         t.applied = index;
         t.app_digest = digest;
         Ok(())
