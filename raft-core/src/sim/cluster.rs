@@ -348,6 +348,8 @@ pub struct Stats {
     pub compactions: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Snapshot chunks (InstallSnapshot messages) delivered.
+    pub snapshot_chunks: u64,
     /// `Ready` batches handled.
     pub readies: u64,
 }
@@ -556,6 +558,7 @@ impl ClusterBuilder {
             stats: Stats::default(),
             fingerprint: 0,
             next_ctx: 1,
+            reads_served: BTreeMap::new(),
         };
         for id in c.ids.clone() {
             c.start(id);
@@ -594,6 +597,8 @@ pub struct Cluster {
     stats: Stats,
     fingerprint: u64,
     next_ctx: u64,
+    /// Every read served: its tag, the node and the read index.
+    reads_served: BTreeMap<u64, (NodeId, LogIndex)>,
 }
 
 /// A membership change of these steps and no context.
@@ -1037,6 +1042,34 @@ impl Cluster {
         ctx
     }
 
+    /// Asks node `id` for `n` linearizable reads at once, as a runtime does
+    /// when several clients read between two `Ready`s; returns their tags.
+    pub fn read_index_batch(&mut self, id: u64, n: usize) -> Vec<u64> {
+        let nid = NodeId(id);
+        let mut ctxs = Vec::with_capacity(n);
+        if self.raft_mut(nid).is_none() {
+            return ctxs;
+        }
+        for _ in 0..n {
+            let ctx = self.next_ctx;
+            self.next_ctx += 1;
+            if let Some(r) = self.raft_mut(nid) {
+                r.read_index(ctx);
+            }
+            self.checker.on_read_request(ctx);
+            self.record(nid, EventKind::Read { ctx, index: 0 });
+            ctxs.push(ctx);
+        }
+        self.after_input(nid);
+        ctxs
+    }
+
+    /// The node that served read `ctx` and the read index it gave, once
+    /// served.
+    pub fn read_served(&self, ctx: u64) -> Option<(u64, LogIndex)> {
+        self.reads_served.get(&ctx).map(|(n, i)| (n.0, *i))
+    }
+
     /// Asks leader `id` to hand leadership to `to`.
     pub fn transfer_leadership(&mut self, id: u64, to: u64) -> Result<(), TransferError> {
         let nid = NodeId(id);
@@ -1359,8 +1392,10 @@ impl Cluster {
             self.record(to, EventKind::Lost(b, "down"));
             return;
         };
+        let chunk = m.body.is_bulk();
         let res = r.step(m);
         self.stats.delivered += 1;
+        self.stats.snapshot_chunks += u64::from(chunk);
         self.record(to, EventKind::Deliver(b));
         if let Err(e) = res {
             self.contract(to, format!("step refused a well-formed message: {e}"));
@@ -1577,6 +1612,7 @@ impl Cluster {
         // Step 5: reads.
         for rs in &rd.read_states {
             self.stats.reads += 1;
+            self.reads_served.insert(rs.ctx, (id, rs.index));
             self.record(
                 id,
                 EventKind::Read {
