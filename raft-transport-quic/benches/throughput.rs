@@ -1,10 +1,22 @@
 //! Loopback throughput of the QUIC transport: one sender, one receiver.
 //!
 //! `cargo bench -p raft-transport-quic` prints messages/s and MB/s for
-//! AppendEntries of about 100 encoded bytes and for 1 MiB messages. The
-//! sender respects backpressure: when the peer's queue is full it yields and
-//! offers the same message again, so every message is delivered and the
-//! figures count delivered messages only (TLS 1.3, mutual authentication).
+//! AppendEntries of about 100 encoded bytes and for 1 MiB messages, median
+//! of 3 runs, and one `BENCH` line per figure for `cargo xtask bench`. The
+//! issue's target for QUIC is relative (within 3x of TCP, measured by
+//! `cargo bench -p raft-transport-tcp` under the same conditions), so the
+//! lines carry no target of their own. `RAFT_BENCH_QUICK=1` runs each case
+//! once with fewer messages (rough figures); `cargo bench -p
+//! raft-transport-quic -- MiB` (or `-- small`) runs one case.
+//!
+//! Every message goes through the public `Transport` API over TLS 1.3 with
+//! mutual authentication. The sender respects backpressure: when the peer's
+//! queue is full it backs off for a millisecond and offers the same message
+//! again, so every message is delivered and the figures count delivered
+//! messages only. It sleeps rather than spins so that, on a small machine,
+//! it does not take a core from the transport it is measuring; a
+//! millisecond drains far less than the queue holds, so the link never runs
+//! dry.
 
 use bytes::Bytes;
 use raft_core::{Body, Entry, EntryKind, Message, NodeId, SendError, Transport};
@@ -66,7 +78,9 @@ async fn run(payload: usize, count: u64) -> (Duration, usize) {
             loop {
                 match a.send(template.clone()) {
                     Ok(()) => break,
-                    Err(SendError::QueueFull(_)) => tokio::task::yield_now().await,
+                    Err(SendError::QueueFull(_)) => {
+                        tokio::time::sleep(Duration::from_millis(1)).await
+                    }
                     Err(e) => panic!("send failed: {e}"),
                 }
             }
@@ -85,25 +99,28 @@ async fn run(payload: usize, count: u64) -> (Duration, usize) {
 }
 
 fn main() {
+    let quick = std::env::var_os("RAFT_BENCH_QUICK").is_some_and(|v| v == "1");
+    let runs = if quick { 1 } else { 3 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("loopback benchmark setup");
-    for (label, payload, count) in [
-        ("small (~100 B)", 83usize, 2_000_000u64),
-        ("1 MiB", 1 << 20, 1000),
+    // `cargo bench -p ... -- small` (or `-- MiB`) runs one case only.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    for (label, name, payload, count) in [
+        ("small (~100 B)", "small", 83usize, 2_000_000u64),
+        ("1 MiB", "1MiB", 1 << 20, 1000),
     ] {
-        // `cargo bench -p ... -- small` (or `-- MiB`) runs one case only.
-        let filters: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with("--"))
-            .collect();
         if !filters.is_empty() && !filters.iter().any(|f| label.contains(f.as_str())) {
             continue;
         }
+        let count = if quick { count / 4 } else { count };
         let mut rates = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..runs {
             let (elapsed, frame_len) = rt.block_on(run(payload, count));
             let secs = elapsed.as_secs_f64();
             let mps = count as f64 / secs;
@@ -113,6 +130,8 @@ fn main() {
         }
         rates.sort_by(|x, y| x.0.total_cmp(&y.0));
         let (mps, mbs) = rates[rates.len() / 2];
-        println!("quic {label}: median {mps:.0} msg/s, {mbs:.1} MB/s");
+        println!("quic {label}: median of {runs}: {mps:.0} msg/s, {mbs:.1} MB/s");
+        println!("BENCH quic.throughput.{name}={mps:.0} msg/s");
+        println!("BENCH quic.throughput.{name}.bytes={mbs:.1} MB/s");
     }
 }

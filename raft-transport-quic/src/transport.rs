@@ -10,14 +10,14 @@
 use crate::certs::{check_node_id, node_server_name};
 use crate::config::QuicConfig;
 use crate::queue::LaneQueue;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use raft_core::backoff::Backoff;
 use raft_core::codec::frame;
 use raft_core::codec::Handshake;
 use raft_core::transport::PeerCounters;
-use raft_core::{Message, NodeId, PeerStats, SendError, Transport};
+use raft_core::{Body, Message, NodeId, PeerStats, SendError, Transport};
 use rustls::pki_types::CertificateDer;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -37,6 +37,27 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// Inbound connections (handshaking or established) served at once; more
 /// are refused, so a connection flood cannot exhaust memory.
 const MAX_INBOUND: usize = 1024;
+/// Per-stream receive window: one frame of the default 16 MiB limit fits in
+/// flight whole, and a single stream can fill a 1 Gbit/s path with a
+/// 100 ms round trip (12.5 MB in flight).
+const STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+/// Per-connection receive window: the replication stream and a bulk stream
+/// can both run at their full window, with room for the handshake stream.
+/// With one dialed and one accepted connection per peer, a node pins at
+/// most this (plus SEND_WINDOW) per peer in each direction.
+const CONNECTION_WINDOW: u32 = 48 * 1024 * 1024;
+/// Bytes written to a connection and not yet acknowledged: enough to keep
+/// both streams' windows full. Past it writes wait, and a slow peer's
+/// backlog stays in the lane queues, which are bounded and count what they
+/// drop.
+const SEND_WINDOW: u32 = 48 * 1024 * 1024;
+/// Requested size of the UDP socket's kernel send and receive buffers.
+/// Linux's usual default (about 200 KiB) overflows when a burst of
+/// datagrams arrives while the receiving task is busy, and every drop costs
+/// a retransmission and halves the congestion window. The kernel caps the
+/// request at `net.core.rmem_max` / `wmem_max`, which operators may raise;
+/// the memory is the kernel's, one buffer per node, not per peer.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Application close codes.
 const CLOSE_REFUSED: u32 = 1;
 const CLOSE_PROTOCOL: u32 = 2;
@@ -147,16 +168,46 @@ fn transport_config(
         tc.max_concurrent_bidi_streams(0u32.into());
         tc.max_concurrent_uni_streams(0u32.into());
     }
-    // Probe for paths with large MTUs (jumbo frames, loopback): fewer,
-    // larger datagrams cut per-packet cost; on ordinary paths the probes
-    // fail and the default size stays.
+    // Let MTU discovery grow datagrams to the endpoint's maximum UDP
+    // payload (quinn's default of 1472 bytes, a full Ethernet frame) rather
+    // than stopping at its default upper bound of 1452; paths that cannot
+    // carry that fail the probe and keep the smaller size. (Raising the
+    // endpoint's maximum towards the loopback MTU does not pay: on a busy
+    // receiver, bursts of large datagrams overflow the socket buffer, quinn's
+    // black-hole detector takes the losses for an MTU limit and falls back
+    // to 1200 bytes.)
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(u16::MAX);
     tc.mtu_discovery_config(Some(mtu));
-    tc.stream_receive_window(VarInt::from_u32(16 * 1024 * 1024));
-    tc.receive_window(VarInt::from_u32(48 * 1024 * 1024));
-    tc.send_window(48 * 1024 * 1024);
+    // Flow-control windows, which bound the memory one connection can pin:
+    // at most STREAM_WINDOW bytes received and not yet read on any one
+    // stream, CONNECTION_WINDOW on all of its streams together, and
+    // SEND_WINDOW bytes written but not yet acknowledged. See the
+    // constants for why these sizes.
+    tc.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
+    tc.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
+    tc.send_window(u64::from(SEND_WINDOW));
     Ok(tc)
+}
+
+/// Binds the endpoint's UDP socket and asks for larger kernel buffers
+/// (best effort: a kernel that grants less only means more drops under
+/// bursts, which QUIC recovers from).
+fn bind_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    let recv = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+    let send = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+    debug!(
+        addr = %addr,
+        requested = SOCKET_BUFFER_BYTES,
+        recv_buffer = ?state.recv_buffer_size((&socket).into()).ok(),
+        send_buffer = ?state.send_buffer_size((&socket).into()).ok(),
+        recv_error = ?recv.err(),
+        send_error = ?send.err(),
+        "UDP socket buffers"
+    );
+    Ok(socket)
 }
 
 impl QuicTransport {
@@ -174,8 +225,14 @@ impl QuicTransport {
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(Arc::new(transport_config(&cfg, false)?));
         let addr = cfg.listen_addr;
-        let mut endpoint =
-            Endpoint::server(server, addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let mut endpoint = Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| QuicError::Bind { addr, source })?;
         endpoint.set_default_client_config(client);
         let local_addr = endpoint
             .local_addr()
@@ -228,8 +285,19 @@ impl Transport for QuicTransport {
         } else {
             &out.normal
         };
-        let queued = frame::encode_for_send(&msg, shared.cfg.limits.max_frame_size)
-            .and_then(|f| lane.push(f).map_err(|e| e.to_send_error(to)));
+        let max_frame = shared.cfg.limits.max_frame_size;
+        let min_len = min_frame_len(&msg);
+        // A message that is surely over the frame limit goes on to the
+        // encoder, which names that as the reason; otherwise a full queue
+        // refuses it before it is encoded.
+        let refused = (min_len <= max_frame.saturating_add(frame::HEADER_LEN))
+            .then(|| lane.refuses(min_len))
+            .flatten();
+        let queued = match refused {
+            Some(e) => Err(e.to_send_error(to)),
+            None => frame::encode_for_send(&msg, max_frame)
+                .and_then(|f| lane.push(f).map_err(|e| e.to_send_error(to))),
+        };
         if queued.is_err() {
             out.counters.add_dropped(1);
         }
@@ -383,6 +451,17 @@ impl Drop for QuicTransport {
                 .close(VarInt::from_u32(CLOSE_DONE), b"shutting down");
         }
     }
+}
+
+/// A lower bound on the length of `msg`'s frame: its header and the
+/// payload bytes it carries verbatim, without encoding it.
+fn min_frame_len(msg: &Message) -> usize {
+    let payload = match &msg.body {
+        Body::AppendEntries { entries, .. } => entries.iter().map(|e| e.data.len()).sum(),
+        Body::InstallSnapshot { data, .. } => data.len(),
+        _ => 0,
+    };
+    frame::HEADER_LEN + payload
 }
 
 struct AbortOnDrop(AbortHandle);
@@ -552,6 +631,24 @@ async fn write_all_within(
     Ok(())
 }
 
+/// Writes `chunk` fully without copying it (quinn keeps the buffer until
+/// it is acknowledged), giving up if the peer accepts nothing for `idle`.
+async fn write_chunk_within(
+    s: &mut SendStream,
+    chunk: Bytes,
+    idle: Duration,
+) -> Result<(), String> {
+    let mut chunks = [chunk];
+    while !chunks[0].is_empty() {
+        match timeout(idle, s.write_chunks(&mut chunks)).await {
+            Err(_) => return Err(format!("peer accepted no data for {idle:?}")),
+            Ok(Err(e)) => return Err(format!("write failed: {e}")),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Writes one lane's frames to `stream` until the connection fails.
 async fn drive_lane(
     stream: &mut SendStream,
@@ -574,7 +671,7 @@ async fn drive_lane(
         let mut in_batch = 0;
         batch.clear();
         let mut result = Ok(());
-        for f in &frames {
+        for f in frames.iter_mut() {
             if f.len() >= BATCH_BYTES {
                 if !batch.is_empty() {
                     result = write_all_within(stream, &batch, idle).await;
@@ -585,7 +682,10 @@ async fn drive_lane(
                     in_batch = 0;
                     batch.clear();
                 }
-                result = write_all_within(stream, f, idle).await;
+                // Large frames are handed over as they are: copying a
+                // megabyte into the stream's buffer costs as much as
+                // encrypting it.
+                result = write_chunk_within(stream, Bytes::from(std::mem::take(f)), idle).await;
                 if result.is_err() {
                     break;
                 }
@@ -873,6 +973,10 @@ async fn read_lane(
         if buf.is_empty() && buf.capacity() > 4 * BATCH_BYTES {
             buf = BytesMut::new();
         }
+        // A large frame's whole length is known from its header (and is
+        // within the frame limit, or decoding refused it): make room once
+        // rather than regrowing, and copying, the buffer as chunks arrive.
+        buf.reserve(room);
         // Read no further than the frame being assembled needs (at least a
         // window's worth), so the buffer stays within the frame limit.
         match recv.read_chunk(room.max(BATCH_BYTES), true).await {
