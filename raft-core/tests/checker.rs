@@ -407,6 +407,26 @@ fn durability_catches_a_vote_lost_across_a_restart() {
 }
 
 #[test]
+fn a_read_beyond_the_commit_index_is_caught() {
+    let mut c = Checker::new(voters());
+    c.observe(&FakeNode::new(1, Role::Leader, 1, &[1, 1, 1]).committed(2))
+        .unwrap();
+    c.on_read_request(7);
+    c.on_read_state(NodeId(1), 7, 2).unwrap();
+    c.on_read_request(8);
+    let v = c.on_read_state(NodeId(1), 8, 3).unwrap_err();
+    assert_eq!(
+        v,
+        Violation::ReadUncommitted {
+            node: NodeId(1),
+            ctx: 8,
+            index: 3,
+            committed: 2
+        }
+    );
+}
+
+#[test]
 fn a_read_below_a_finished_commit_is_stale() {
     let mut c = Checker::new(voters());
     c.observe(&FakeNode::new(1, Role::Leader, 1, &[1, 1, 1]).committed(3))

@@ -289,6 +289,17 @@ pub enum Violation {
         /// The commit index reached before the read was asked for.
         committed: LogIndex,
     },
+    /// A read was given a read index beyond anything committed.
+    ReadUncommitted {
+        /// The node serving the read.
+        node: NodeId,
+        /// The read's tag.
+        ctx: u64,
+        /// The read index given.
+        index: LogIndex,
+        /// The highest index committed anywhere when it was served.
+        committed: LogIndex,
+    },
     /// A proposal's (term, index) was committed with another payload.
     ProposalMisreported {
         /// The index.
@@ -380,6 +391,15 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "linearizability: node {node} served read {ctx} at index {index}, below index {committed} committed before the read began"
+            ),
+            Violation::ReadUncommitted {
+                node,
+                ctx,
+                index,
+                committed,
+            } => write!(
+                f,
+                "linearizability: node {node} served read {ctx} at index {index}, beyond the highest committed index {committed}"
             ),
             Violation::ProposalMisreported { index, term } => write!(
                 f,
@@ -1213,6 +1233,17 @@ impl Checker {
         ctx: u64,
         index: LogIndex,
     ) -> Result<(), Violation> {
+        if index > self.max_committed {
+            // It would show the client a write that has not committed
+            // (and may never): one that may have begun after the read
+            // returned, or be lost.
+            return Err(Violation::ReadUncommitted {
+                node,
+                ctx,
+                index,
+                committed: self.max_committed,
+            });
+        }
         if let Some(committed) = self.reads.remove(&ctx) {
             if index < committed {
                 return Err(Violation::StaleRead {
