@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The data directory was written by an incompatible version.
     #[error("incompatible data directory: {0}")]
     Incompatible(String),
+    /// Another process holds the data directory's lock.
+    #[error("data directory in use: {0}")]
+    InUse(String),
     /// The caller asked for something inconsistent (a gap in the log, say).
     #[error("invalid request to the store: {0}")]
     Invalid(String),

@@ -696,3 +696,19 @@ async fn inconsistent_batches_are_refused_without_harming_the_store() {
     append(&mut s, &[entry(1, 1, 1)], None).await;
     assert_eq!(s.entries(1, 2).await.unwrap(), vec![entry(1, 1, 1)]);
 }
+
+#[tokio::test]
+async fn a_data_directory_is_opened_by_one_store_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, _) = open(tmp.path(), opts());
+    match FileStore::open(tmp.path(), opts()) {
+        Err(e @ StoreError::InUse(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("LOCK") && msg.contains("another"), "{msg}");
+        }
+        other => panic!("expected InUse, got {:?}", other.map(|_| ())),
+    }
+    // The lock goes with the store.
+    drop(first);
+    drop(open(tmp.path(), opts()));
+}

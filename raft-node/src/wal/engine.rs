@@ -34,6 +34,8 @@ fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
 
 #[derive(Debug)]
 pub(crate) struct WalCore {
+    /// The exclusive lock on `LOCK`, held while the store is open.
+    _lock: DirLock,
     dir: PathBuf,
     wal_dir: PathBuf,
     snap_dir: PathBuf,
@@ -118,6 +120,48 @@ impl Replay {
     }
 }
 
+/// The data directory's lock: the open `LOCK` file, flock-ed.
+#[cfg(unix)]
+type DirLock = nix::fcntl::Flock<File>;
+#[cfg(not(unix))]
+type DirLock = File;
+
+/// Takes an exclusive advisory lock on `dir/LOCK` (flock), released when
+/// the returned lock is dropped, also when the process dies. Two processes
+/// appending to one log would interleave their records and lose
+/// acknowledged writes, so the second is refused. (Not on non-Unix
+/// systems, where the file is only created.)
+fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+    #[cfg(unix)]
+    {
+        use nix::fcntl::{Flock, FlockArg};
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(StoreError::InUse(format!(
+                "{} is locked by another process: is another node running on {}?",
+                path.display(),
+                dir.display()
+            ))),
+            Err((_, e)) => Err(StoreError::io(
+                format!("lock {}", path.display()),
+                std::io::Error::from(e),
+            )),
+        }
+    }
+    #[cfg(not(unix))]
+    Ok(f)
+}
+
+/// The lock file's name in the data directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
 impl WalCore {
     pub(crate) fn open(
         dir: &Path,
@@ -134,6 +178,7 @@ impl WalCore {
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         fsutil::ensure_dir(&dir, &metrics)?;
+        let lock = lock_dir(&dir)?;
         let created = check_format(&dir, &wal_dir, &snap_dir, &metrics)?;
         fsutil::ensure_dir(&wal_dir, &metrics)?;
         fsutil::ensure_dir(&snap_dir, &metrics)?;
@@ -274,6 +319,7 @@ impl WalCore {
             std::mem::take(&mut rp.entries)
         };
         let mut core = WalCore {
+            _lock: lock,
             dir,
             wal_dir,
             snap_dir,

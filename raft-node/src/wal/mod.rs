@@ -11,6 +11,8 @@
 //! # On-disk layout
 //!
 //! ```text
+//! <dir>/LOCK                           empty; flock-ed while a store has the
+//!                                      directory open (a second one is refused)
 //! <dir>/FORMAT                         "raft-node-store 1": the format marker
 //! <dir>/wal/00000000000000000007.wal   WAL segments, named by a sequence number
 //! <dir>/wal/00000000000000000008.wal   (the highest is being appended to)
