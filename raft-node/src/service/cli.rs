@@ -173,6 +173,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
     pub max_value_bytes: usize,
 
+    /// Most HTTP connections open at once; past it, new connections wait
+    /// for one to close.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_http_connections: usize,
+
     /// Allow POST /v1/admin/isolate and /v1/admin/heal (testing only).
     #[arg(long)]
     pub enable_fault_injection: bool,
@@ -252,6 +257,8 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     #[serde(alias = "max-value-bytes")]
     max_value_bytes: Option<usize>,
+    #[serde(alias = "max-http-connections")]
+    max_http_connections: Option<usize>,
     #[serde(alias = "enable-fault-injection")]
     enable_fault_injection: Option<bool>,
     join: Option<bool>,
@@ -362,6 +369,7 @@ fn merge(cli: &mut Cli, file: FileConfig, m: &ArgMatches) -> Result<(), String> 
     take!(snapshot_every, "snapshot_every");
     take!(request_timeout_ms, "request_timeout_ms");
     take!(max_value_bytes, "max_value_bytes");
+    take!(max_http_connections, "max_http_connections");
     take!(enable_fault_injection, "enable_fault_injection");
     take!(join, "join");
     take!(nodes, "nodes");
@@ -411,6 +419,9 @@ fn validate(cli: &Cli) -> Result<(), String> {
     }
     if cli.max_value_bytes == 0 || cli.max_value_bytes > 64 << 20 {
         return Err("--max-value-bytes must be between 1 and 67108864".into());
+    }
+    if cli.max_http_connections == 0 || cli.max_http_connections > 1_000_000 {
+        return Err("--max-http-connections must be between 1 and 1000000".into());
     }
     let tls = [&cli.tls_cert, &cli.tls_key, &cli.tls_ca];
     let given = tls.iter().filter(|t| t.is_some()).count();

@@ -5,6 +5,7 @@
 //! driver task.
 
 pub mod cli;
+pub mod conn_limit;
 pub mod faults;
 pub mod http;
 pub mod kv;

@@ -7,6 +7,7 @@
 //! and exits with status 2. Nothing here may exit the process itself.
 
 use super::cli::{Cli, PeerSpec, TransportKind};
+use super::conn_limit::LimitedListener;
 use super::faults::{FaultControl, FaultFilter};
 use super::http::{self, ApiState};
 use super::kv::{KvStore, PeerAddrs, DEFAULT_DEDUP_CAPACITY};
@@ -195,10 +196,12 @@ async fn start_one<T: Transport>(
     tokio::spawn(state.clone().count_snapshots());
     let (stop_http, mut stop_rx) = tokio::sync::watch::channel(false);
     let app = http::router(state.clone());
+    let max_connections = cli.max_http_connections;
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
+        let listener = LimitedListener::new(listener, max_connections);
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
