@@ -5,8 +5,8 @@
 //! how much memory the node uses. [`LimitedListener`] accepts a connection
 //! only while fewer than the limit are open: past it, new connections wait in
 //! the kernel's accept backlog (and, if that fills, are refused by the
-//! kernel) until one closes. It logs once each time the limit is reached,
-//! never once per connection.
+//! kernel) until one closes. It logs when the limit is reached, at most once
+//! every ten seconds, never once per connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,7 +24,11 @@ pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     limit: usize,
+    last_warning: Option<tokio::time::Instant>,
 }
+
+/// Least time between two "limit reached" warnings.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl LimitedListener {
     /// Wraps `inner`, allowing `limit` (at least 1) open connections.
@@ -34,6 +38,7 @@ impl LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            last_warning: None,
         }
     }
 
@@ -51,10 +56,17 @@ impl axum::serve::Listener for LimitedListener {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                warn!(
-                    limit = self.limit,
-                    "HTTP connection limit reached; new connections wait until one closes"
-                );
+                let now = tokio::time::Instant::now();
+                if self
+                    .last_warning
+                    .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+                {
+                    self.last_warning = Some(now);
+                    warn!(
+                        limit = self.limit,
+                        "HTTP connection limit reached; new connections wait until one closes"
+                    );
+                }
                 self.permits
                     .clone()
                     .acquire_owned()
