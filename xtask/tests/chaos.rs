@@ -135,20 +135,21 @@ impl Run {
     }
 
     /// Namespaces and links (`ip netns list`, `ip -o link show`) that carry
-    /// this run's xtask pid in xtask's netns naming scheme.
-    fn leftover_network(&self) -> Vec<String> {
+    /// this run's xtask pid in xtask's netns naming scheme; `None` if `ip`
+    /// cannot list them (so "nothing left" is never concluded from nothing).
+    fn try_leftover_network(&self) -> Option<Vec<String>> {
         let ns_prefix = format!("raftchaos-{}-n", self.pid);
         let bridge = format!("rcbr{}", self.pid);
         let veth = format!("rcv{}n", self.pid);
         let mut left = Vec::new();
-        for line in ip(&["netns", "list"]).lines() {
+        for line in ip(&["netns", "list"])?.lines() {
             if let Some(name) = line.split_whitespace().next() {
                 if name.starts_with(&ns_prefix) {
                     left.push(format!("namespace {name}"));
                 }
             }
         }
-        for line in ip(&["-o", "link", "show"]).lines() {
+        for line in ip(&["-o", "link", "show"])?.lines() {
             if let Some(name) = line.split(": ").nth(1) {
                 let name = name.split('@').next().unwrap_or(name);
                 if name == bridge || name.starts_with(&veth) {
@@ -156,17 +157,24 @@ impl Run {
                 }
             }
         }
-        left
+        Some(left)
+    }
+
+    fn leftover_network(&self) -> Vec<String> {
+        self.try_leftover_network()
+            .expect("`ip netns list` and `ip -o link show` run (iproute2 installed)")
     }
 }
 
-/// The output of `ip args...` (empty if ip cannot run).
-fn ip(args: &[&str]) -> String {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+/// The output of `ip args...`, or `None` if it cannot run or fails.
+fn ip(args: &[&str]) -> Option<String> {
+    let bin = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())?;
+    let out = Command::new(bin).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether this process runs with effective uid 0.
@@ -193,7 +201,7 @@ impl Drop for Run {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         // Only if xtask could not clean up (the test asserts it did).
-        for what in self.leftover_network() {
+        for what in self.try_leftover_network().unwrap_or_default() {
             match what.split_once(' ') {
                 Some(("namespace", name)) => drop(ip(&["netns", "del", name])),
                 Some(("link", name)) => drop(ip(&["link", "del", name])),
