@@ -900,15 +900,19 @@ mod tests {
             let mut args = helper_args();
             // Distinct command lines, so each probe below names one process.
             args.push(format!("--skip=node{id}"));
-            std::env::set_var(PROBE_ENV, format!("listen:{}:{RAFT_PORT}", t.node_ip(id)));
+            // env, like ip netns exec, execs its command in place.
+            let mut wrapper = vec![
+                "/usr/bin/env".to_string(),
+                format!("{PROBE_ENV}=listen:{}:{RAFT_PORT}", t.node_ip(id)),
+            ];
+            wrapper.extend(t.wrapper(id));
             let child = crate::procs::spawn_via(
-                &t.wrapper(id),
+                &wrapper,
                 &exe,
                 &args,
                 &dir.path().join(format!("{id}.log")),
             )
             .unwrap();
-            std::env::remove_var(PROBE_ENV);
             pids.push((child.id(), args));
             kids.push(child);
         }
