@@ -1033,35 +1033,41 @@ impl Cluster {
         let nid = NodeId(id);
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        if let Some(r) = self.raft_mut(nid) {
-            r.read_index(ctx);
-            self.checker.on_read_request(ctx);
-            self.record(nid, EventKind::Read { ctx, index: 0 });
+        if self.ask_read(nid, ctx) {
             self.after_input(nid);
         }
         ctx
     }
 
     /// Asks node `id` for `n` linearizable reads at once, as a runtime does
-    /// when several clients read between two `Ready`s; returns their tags.
+    /// when several clients read between two `Ready`s; returns their tags
+    /// (none if the node is down).
     pub fn read_index_batch(&mut self, id: u64, n: usize) -> Vec<u64> {
         let nid = NodeId(id);
         let mut ctxs = Vec::with_capacity(n);
-        if self.raft_mut(nid).is_none() {
-            return ctxs;
-        }
         for _ in 0..n {
             let ctx = self.next_ctx;
-            self.next_ctx += 1;
-            if let Some(r) = self.raft_mut(nid) {
-                r.read_index(ctx);
+            if !self.ask_read(nid, ctx) {
+                break;
             }
-            self.checker.on_read_request(ctx);
-            self.record(nid, EventKind::Read { ctx, index: 0 });
+            self.next_ctx += 1;
             ctxs.push(ctx);
         }
-        self.after_input(nid);
+        if !ctxs.is_empty() {
+            self.after_input(nid);
+        }
         ctxs
+    }
+
+    /// Hands read `ctx` to node `id`'s core, if it runs, without driving it.
+    fn ask_read(&mut self, nid: NodeId, ctx: u64) -> bool {
+        let Some(r) = self.raft_mut(nid) else {
+            return false;
+        };
+        r.read_index(ctx);
+        self.checker.on_read_request(ctx);
+        self.record(nid, EventKind::Read { ctx, index: 0 });
+        true
     }
 
     /// The node that served read `ctx` and the read index it gave, once
