@@ -240,7 +240,8 @@ fn removed_node_keeps_ticking(mut c: Cluster) -> (u64, u64) {
     for x in [1, 2] {
         c.cut_one_way(x, 3);
     }
-    c.remove_node(1, 3).unwrap();
+    c.remove_node(1, 3)
+        .expect("node 1 leads a settled configuration");
     let l = settle(&mut c);
     assert_eq!(l, 1);
     assert!(c.node(3).membership().is_voter(NodeId(3)));
