@@ -1894,11 +1894,21 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        if self.progress.len() > self.membership.members().len() {
-            // Nodes removed by a configuration that has now committed get
-            // no more entries.
-            let targets = self.replication_targets();
-            self.progress.retain(|id, _| targets.contains(id));
+        // Nodes removed by a configuration that has now committed get no
+        // more entries (see `replication_targets`). No allocation here: this
+        // runs on every commit.
+        let conf_committed = self
+            .conf_history
+            .last()
+            .is_none_or(|(i, _)| *i <= self.log.committed);
+        if conf_committed
+            && self
+                .progress
+                .keys()
+                .any(|id| !self.membership.contains(*id))
+        {
+            let m = &self.membership;
+            self.progress.retain(|id, _| m.contains(*id));
         }
         if self.pending_conf_index <= self.log.committed {
             if self.membership.is_joint()

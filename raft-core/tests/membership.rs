@@ -419,6 +419,11 @@ fn a_removed_node_learns_its_removal_and_stays_quiet() {
     );
     assert!(!r.membership().is_voter(NodeId(3)));
     assert_eq!(r.membership().voters, ids(&[1, 2]));
+    // Once the removal committed, the leader stopped replicating to it.
+    assert!(
+        !c.node(1).status().progress.contains_key(&NodeId(3)),
+        "the leader still tracks node 3"
+    );
     let term = r.term();
     for _ in 0..30 * 10 {
         c.tick_and_settle(1);
