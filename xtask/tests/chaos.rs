@@ -1,14 +1,14 @@
 //! End-to-end tests of `cargo xtask chaos`.
 //!
-//! The two that start real clusters are `#[ignore]`d (they build raft-node
+//! The four that start real clusters are `#[ignore]`d (they build raft-node
 //! in release mode and run for tens of seconds); CI runs them explicitly:
 //!
 //! ```text
 //! cargo test -p xtask --test chaos -- --ignored --test-threads 1
 //! ```
 //!
-//! The `--net netns` run must be run as root on Linux (as CI does); it
-//! fails, saying so, otherwise.
+//! The two `--net netns` tests must be run as root on Linux (as CI does);
+//! they fail, saying so, otherwise.
 //!
 //! Whatever happens, no node outlives a test: xtask stops its cluster on
 //! every path, and the guard here kills anything the cluster's state file
