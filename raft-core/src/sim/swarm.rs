@@ -564,26 +564,22 @@ impl Swarm {
                 None => return,
             },
         };
-        for f in fresh {
-            let joins = steps.contains(&ConfChangeStep::AddVoter(f))
-                || steps.contains(&ConfChangeStep::AddLearner(f));
-            if joins {
-                self.c.add_node(f.0);
-            }
-        }
-        let joining = fresh
-            .iter()
+        let joining: Vec<NodeId> = fresh
+            .into_iter()
             .filter(|f| {
-                steps.contains(&ConfChangeStep::AddVoter(**f))
-                    || steps.contains(&ConfChangeStep::AddLearner(**f))
+                steps.contains(&ConfChangeStep::AddVoter(*f))
+                    || steps.contains(&ConfChangeStep::AddLearner(*f))
             })
-            .count() as u64;
+            .collect();
+        for f in &joining {
+            self.c.add_node(f.0);
+        }
         let cc = ConfChange {
             steps,
             context: Bytes::new(),
         };
         if self.c.propose_conf_change(l.0, cc).is_ok() {
-            self.next_id += joining;
+            self.next_id += joining.len() as u64;
         }
     }
 
